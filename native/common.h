@@ -1,0 +1,46 @@
+// Shared plumbing of the cjepa addon: tensor handles, argument decoding, error translation.
+// A JS tensor handle is a napi External owning a heap `Holder`; `dispose` releases the libtorch
+// tensor at once (deterministic memory), the finalizer only frees the small holder.
+#pragma once
+
+#include <napi.h>
+#include <ATen/ATen.h>
+#include <atomic>
+#include <string>
+#include <vector>
+
+namespace cj {
+
+struct Holder {
+  at::Tensor t;
+};
+
+extern std::atomic<int64_t> g_live;  // holders that still own a defined tensor
+
+Napi::Value Wrap(Napi::Env env, at::Tensor t);
+Napi::Value WrapList(Napi::Env env, const std::vector<at::Tensor>& ts);
+at::Tensor& T(const Napi::CallbackInfo& info, size_t i);
+c10::optional<at::Tensor> OT(const Napi::CallbackInfo& info, size_t i);
+std::vector<at::Tensor> TL(const Napi::CallbackInfo& info, size_t i);
+std::vector<int64_t> IV(const Napi::CallbackInfo& info, size_t i);
+c10::optional<std::vector<int64_t>> OIV(const Napi::CallbackInfo& info, size_t i);
+int64_t I(const Napi::CallbackInfo& info, size_t i);
+double D(const Napi::CallbackInfo& info, size_t i);
+c10::optional<double> OD(const Napi::CallbackInfo& info, size_t i);
+bool B(const Napi::CallbackInfo& info, size_t i);
+std::string S(const Napi::CallbackInfo& info, size_t i);
+at::ScalarType DT(const Napi::CallbackInfo& info, size_t i);
+int DTypeCode(at::ScalarType s);
+c10::optional<at::Generator> OG(const Napi::CallbackInfo& info, size_t i);
+at::TensorOptions Opts(const Napi::CallbackInfo& info, size_t dtypeArg, size_t deviceArg);
+
+using Fn = Napi::Value (*)(const Napi::CallbackInfo&);
+
+// Registers `fn` under `name`; every call is guarded so a libtorch exception becomes a JS Error
+// carrying libtorch's message, the op name and the argument shapes.
+void Def(Napi::Env env, Napi::Object exports, const char* name, Fn fn);
+
+void RegisterCore(Napi::Env env, Napi::Object exports);
+void RegisterOps(Napi::Env env, Napi::Object exports);
+
+}  // namespace cj

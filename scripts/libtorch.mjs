@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// Finds libtorch for node-gyp, in the order the Rust `tch` crate uses:
+//   1. $LIBTORCH (a libtorch directory with include/ and lib/, e.g. the pytorch.org zip, CPU or CUDA)
+//   2. the libtorch inside an importable Python `torch` (pip wheels carry include/ and lib/)
+//   3. Debian's libtorch-dev under /usr
+// Usage: node scripts/libtorch.mjs include|libdirs|ldflags|cflags|describe
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+function fromEnv() {
+  const dir = process.env.LIBTORCH;
+  if (!dir) return null;
+  if (!existsSync(join(dir, 'include', 'ATen', 'ATen.h'))) {
+    throw new Error(`LIBTORCH=${dir} does not look like a libtorch directory (no include/ATen/ATen.h)`);
+  }
+  const abi = process.env.LIBTORCH_CXX11_ABI ?? '1';
+  return { source: 'LIBTORCH', include: [join(dir, 'include'), join(dir, 'include', 'torch', 'csrc', 'api', 'include')], lib: join(dir, 'lib'), abi };
+}
+
+function fromPython() {
+  if (process.env.LIBTORCH_USE_PYTORCH === '0') return null;
+  const pythons = [process.env.PYTHON, 'python3', '/usr/bin/python3'].filter(Boolean);
+  for (const py of pythons) {
+    try {
+      const out = execFileSync(py, ['-c',
+        'import torch, os, json; d = os.path.dirname(torch.__file__); ' +
+        'print(json.dumps({"dir": d, "abi": int(torch._C._GLIBCXX_USE_CXX11_ABI)}))'],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60000 });
+      const { dir, abi } = JSON.parse(out.trim());
+      // Debian's python3-torch has no headers of its own: it uses /usr (handled below).
+      if (existsSync(join(dir, 'include', 'ATen', 'ATen.h'))) {
+        return { source: `python torch (${py})`, include: [join(dir, 'include'), join(dir, 'include', 'torch', 'csrc', 'api', 'include')], lib: join(dir, 'lib'), abi: String(abi) };
+      }
+    } catch { /* not importable with this interpreter */ }
+  }
+  return null;
+}
+
+function fromSystem() {
+  if (existsSync('/usr/include/ATen/ATen.h')) {
+    return { source: 'system (/usr, Debian libtorch-dev)', include: [], lib: null, abi: '1' };
+  }
+  return null;
+}
+
+function find() {
+  const found = fromEnv() ?? fromPython() ?? fromSystem();
+  if (!found) {
+    throw new Error('cjepa: libtorch not found. Install Debian\'s libtorch-dev (apt-get install -y libtorch-dev), ' +
+      'or set LIBTORCH to an unpacked libtorch directory (see README, "Bringing your own libtorch").');
+  }
+  return found;
+}
+
+const what = process.argv[2] ?? 'describe';
+const lt = find();
+const hasCuda = lt.lib !== null && (existsSync(join(lt.lib, 'libtorch_cuda.so')));
+switch (what) {
+  case 'include': console.log(lt.include.join(' ')); break;
+  case 'ldflags': {
+    const libs = ['-ltorch', '-ltorch_cpu', '-lc10'];
+    if (hasCuda) libs.push('-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed');
+    const pre = lt.lib ? [`-L${lt.lib}`, `-Wl,-rpath,${lt.lib}`] : [];
+    console.log([...pre, ...libs].join(' '));
+    break;
+  }
+  case 'cflags': console.log(`-D_GLIBCXX_USE_CXX11_ABI=${lt.abi}`); break;
+  default: console.log(JSON.stringify({ ...lt, cuda: hasCuda }, null, 2));
+}
