@@ -50,7 +50,7 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   U("square", at::square(x)) U("reciprocal", at::reciprocal(x)) U("floor", at::floor(x)) U("ceil", at::ceil(x))
   U("round", at::round(x)) U("erf", at::erf(x)) U("isnan", at::isnan(x)) U("isfinite", at::isfinite(x))
   U("logicalNot", at::logical_not(x)) U("clone", x.clone()) U("contiguous", x.contiguous())
-  U("silu", at::silu(x)) U("t", x.t())
+  U("silu", at::silu(x)) U("t", x.t()) U("erfinv", at::erfinv(x))
   Def(env, exports, "gelu", FN { R(at::gelu(T(info, 0), S(info, 1))); });
 
   BIN("add", add) BIN("sub", sub) BIN("mul", mul) BIN("div", div) BIN("pow", pow) BIN("remainder", remainder)

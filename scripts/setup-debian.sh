@@ -6,5 +6,5 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends \
+$SUDO apt-get install -y -qq \
   build-essential python3 libtorch-dev libgloo-dev python3-torch python3-torchvision dataset-fashion-mnist >/dev/null

@@ -179,6 +179,7 @@ export class Tensor implements Disposable {
   ceil(): Tensor { return new Tensor(native.ceil(this.h)); }
   round(): Tensor { return new Tensor(native.round(this.h)); }
   erf(): Tensor { return new Tensor(native.erf(this.h)); }
+  erfinv(): Tensor { return new Tensor(native.erfinv(this.h)); }
   isnan(): Tensor { return new Tensor(native.isnan(this.h)); }
   isfinite(): Tensor { return new Tensor(native.isfinite(this.h)); }
   clamp(min?: number | null, max?: number | null): Tensor { return new Tensor(native.clamp(this.h, min ?? null, max ?? null)); }

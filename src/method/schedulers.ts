@@ -1,0 +1,118 @@
+/**
+ * Learning-rate, weight-decay and EMA-momentum schedules matching the official I-JEPA code
+ * (facebookresearch/ijepa: src/utils/schedulers.py, src/helper.py init_opt, src/train.py).
+ *
+ * Step convention (all three): `step` is the 0-based index of the optimiser step / iteration, and the
+ * returned value is the one the official trainer USES at that iteration.
+ *  - The official lr/wd schedulers keep a counter `_step` starting at 0 and `step()` increments it
+ *    BEFORE computing, and train.py calls `scheduler.step()` at the start of every iteration. So the
+ *    value used at 0-based iteration i is the formula evaluated at counter i + 1; `lrAt(i)` / `wdAt(i)`
+ *    return exactly that. Consequences: the lr at iteration 0 is already one warmup increment above
+ *    startLr (startLr itself is never used when warmupSteps > 0), refLr is used at iteration
+ *    warmupSteps - 1, and finalLr (and finalWd) is reached at the last iteration i = T - 1.
+ *  - The momentum generator yields m_0, m_1, ... and train.py takes one value per iteration (after the
+ *    optimiser step), so `momentumAt(i)` is the i-th value, i.e. m_i = start + i (end - start)/(T ipeScale).
+ * Resuming at global iteration g is therefore just evaluating at g, g + 1, ... (the official code
+ * fast-forwards the counters by start_epoch * ipe, which is the same thing).
+ *
+ * The official formulas are not clamped past T: for counters > T the cosine rises again (the max/min
+ * clipping only guards the final value's side). That is reproduced here; trainers should not run past T.
+ * In the official trainer T = int(ipeScale * epochs * ipe) (configs use ipeScale 1.0).
+ */
+
+export interface WarmupCosineConfig {
+  warmupSteps: number; // linear warmup length in iterations (official: int(warmup_epochs * ipe))
+  startLr: number; // lr at counter 0 of the warmup (never used itself when warmupSteps > 0)
+  refLr: number; // peak lr, reached at the end of warmup
+  finalLr: number; // lr at the end of the cosine (official default 0)
+  totalSteps: number; // T: total iterations of the schedule (official T_max argument)
+}
+
+/** Linear warmup startLr -> refLr, then cosine refLr -> finalLr over totalSteps - warmupSteps. */
+export class WarmupCosineSchedule {
+  readonly config: Readonly<WarmupCosineConfig>;
+
+  constructor(config: WarmupCosineConfig) {
+    const { warmupSteps, totalSteps } = config;
+    if (!Number.isInteger(warmupSteps) || warmupSteps < 0) {
+      throw new RangeError(`WarmupCosineSchedule: warmupSteps must be an integer >= 0, got ${warmupSteps}`);
+    }
+    if (!Number.isInteger(totalSteps) || totalSteps < 0) {
+      throw new RangeError(`WarmupCosineSchedule: totalSteps must be an integer >= 0, got ${totalSteps}`);
+    }
+    this.config = { ...config };
+  }
+
+  /** The official formula at its internal counter value `counter` (after increment). */
+  valueAtCounter(counter: number): number {
+    const { warmupSteps, startLr, refLr, finalLr, totalSteps } = this.config;
+    const tMax = totalSteps - warmupSteps; // official self.T_max
+    if (counter < warmupSteps) {
+      const progress = counter / Math.max(1, warmupSteps);
+      return startLr + progress * (refLr - startLr);
+    }
+    const progress = (counter - warmupSteps) / Math.max(1, tMax);
+    return Math.max(finalLr, finalLr + (refLr - finalLr) * 0.5 * (1 + Math.cos(Math.PI * progress)));
+  }
+
+  /** Learning rate used at 0-based optimiser step `step`. */
+  lrAt(step: number): number {
+    checkStep(step);
+    return this.valueAtCounter(step + 1);
+  }
+}
+
+export interface CosineWDConfig {
+  refWd: number; // weight decay at counter 0 (I-JEPA 0.04)
+  finalWd: number; // weight decay at the end (I-JEPA 0.4)
+  totalSteps: number; // T: total iterations, > 0 (official divides by it unguarded)
+}
+
+/** Cosine refWd -> finalWd over totalSteps, official clipping (max if decreasing, min if increasing). */
+export class CosineWDSchedule {
+  readonly config: Readonly<CosineWDConfig>;
+
+  constructor(config: CosineWDConfig) {
+    if (!Number.isInteger(config.totalSteps) || config.totalSteps < 1) {
+      // The official code would raise ZeroDivisionError for T_max = 0.
+      throw new RangeError(`CosineWDSchedule: totalSteps must be an integer >= 1, got ${config.totalSteps}`);
+    }
+    this.config = { ...config };
+  }
+
+  valueAtCounter(counter: number): number {
+    const { refWd, finalWd, totalSteps } = this.config;
+    const progress = counter / totalSteps;
+    const wd = finalWd + (refWd - finalWd) * 0.5 * (1 + Math.cos(Math.PI * progress));
+    return finalWd <= refWd ? Math.max(finalWd, wd) : Math.min(finalWd, wd);
+  }
+
+  /** Weight decay used at 0-based optimiser step `step`. */
+  wdAt(step: number): number {
+    checkStep(step);
+    return this.valueAtCounter(step + 1);
+  }
+}
+
+/**
+ * EMA momentum of the target encoder at 0-based iteration `step`, official linear schedule
+ * `start + step * (end - start) / (total * ipeScale)`, where total = ipe * epochs. The official
+ * generator has int(total * ipeScale) + 1 values (StopIteration afterwards); a step past that range
+ * throws a RangeError here. With ipeScale 1 the last iteration uses start + (T-1)(end-start)/T, not end.
+ */
+export function momentumAt(step: number, total: number, start = 0.996, end = 1.0, ipeScale = 1.0): number {
+  checkStep(step);
+  if (!(total > 0) || !(ipeScale > 0)) {
+    throw new RangeError(`momentumAt: total and ipeScale must be > 0, got total=${total}, ipeScale=${ipeScale}`);
+  }
+  const denom = total * ipeScale;
+  const count = Math.trunc(denom) + 1;
+  if (step >= count) {
+    throw new RangeError(`momentumAt: step ${step} is past the official schedule (${count} values for total*ipeScale=${denom})`);
+  }
+  return start + (step * (end - start)) / denom;
+}
+
+function checkStep(step: number): void {
+  if (!Number.isInteger(step) || step < 0) throw new RangeError(`step must be an integer >= 0, got ${step}`);
+}

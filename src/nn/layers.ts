@@ -1,0 +1,140 @@
+// Building blocks with the official I-JEPA / timm parameter names and initialisation.
+import { Tensor, Generator, F, zeros, ones, empty, tidy } from '../tensor/index.js';
+import { Module } from './module.js';
+import { truncNormal_ } from './init.js';
+
+export interface InitOptions {
+  /** std of the truncated-normal init of Linear / Conv weights (official 0.02) */
+  initStd?: number;
+  generator?: Generator;
+}
+
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, bias = true, init: InitOptions = {}) {
+    super();
+    this.weight = this.param('weight', truncNormal_(empty([outFeatures, inFeatures]), init.initStd ?? 0.02, init.generator));
+    this.bias = bias ? this.param('bias', zeros([outFeatures])) : null;
+  }
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
+}
+
+export class LayerNorm extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  constructor(readonly dim: number, readonly eps = 1e-6) {
+    super();
+    this.weight = this.param('weight', ones([dim]));
+    this.bias = this.param('bias', zeros([dim]));
+  }
+  forward(x: Tensor): Tensor {
+    return F.layerNorm(x, [this.dim], this.weight, this.bias, this.eps);
+  }
+}
+
+/** BatchNorm over the feature dim of (N, C) inputs, with running statistics (VICReg expander). */
+export class BatchNorm1d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+  constructor(readonly dim: number, readonly eps = 1e-5, readonly momentum = 0.1) {
+    super();
+    this.weight = this.param('weight', ones([dim]));
+    this.bias = this.param('bias', zeros([dim]));
+    this.runningMean = this.buffer('running_mean', zeros([dim]));
+    this.runningVar = this.buffer('running_var', ones([dim]));
+  }
+  forward(x: Tensor): Tensor {
+    return F.batchNorm(x, this.runningMean, this.runningVar, {
+      weight: this.weight, bias: this.bias, training: this.training, momentum: this.momentum, eps: this.eps,
+    });
+  }
+}
+
+/** Image -> patch tokens: conv with kernel = stride = patch, then (B, N, D). */
+export class PatchEmbed extends Module {
+  readonly proj: { weight: Tensor; bias: Tensor };
+  constructor(readonly patchSize: number, readonly inChans: number, readonly embedDim: number, init: InitOptions = {}) {
+    super();
+    const conv = new (class extends Module {
+      readonly weight = this.param('weight', truncNormal_(empty([embedDim, inChans, patchSize, patchSize]), init.initStd ?? 0.02, init.generator));
+      readonly bias = this.param('bias', zeros([embedDim]));
+    })();
+    this.proj = this.child('proj', conv);
+  }
+  forward(x: Tensor): Tensor {
+    return tidy(() => F.conv2d(x, this.proj.weight, this.proj.bias, { stride: this.patchSize }).flatten(2).transpose(1, 2));
+  }
+}
+
+export class Mlp extends Module {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  constructor(dim: number, hidden: number, init: InitOptions = {}) {
+    super();
+    this.fc1 = this.child('fc1', new Linear(dim, hidden, true, init));
+    this.fc2 = this.child('fc2', new Linear(hidden, dim, true, init));
+  }
+  forward(x: Tensor): Tensor {
+    return tidy(() => this.fc2.forward(this.fc1.forward(x).gelu()));
+  }
+}
+
+/** Multi-head self-attention, qkv in one Linear (official layout: reshape(B, N, 3, H, C/H)). */
+export class Attention extends Module {
+  readonly qkv: Linear;
+  readonly proj: Linear;
+  readonly scale: number;
+  constructor(readonly dim: number, readonly numHeads: number, qkvBias = true, init: InitOptions = {}) {
+    super();
+    if (dim % numHeads !== 0) throw new Error(`attention: dim ${dim} is not divisible by heads ${numHeads}`);
+    this.scale = (dim / numHeads) ** -0.5;
+    this.qkv = this.child('qkv', new Linear(dim, dim * 3, qkvBias, init));
+    this.proj = this.child('proj', new Linear(dim, dim, true, init));
+  }
+  forward(x: Tensor): Tensor {
+    return tidy(() => {
+      const [B, N, C] = x.shape as [number, number, number];
+      const H = this.numHeads;
+      const qkv = this.qkv.forward(x).reshape([B, N, 3, H, C / H]).permute([2, 0, 3, 1, 4]);
+      const q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
+      const attn = F.softmax(q.matmul(k.transpose(-2, -1)).mul(this.scale), -1);
+      const out = attn.matmul(v).transpose(1, 2).reshape([B, N, C]);
+      return this.proj.forward(out);
+    });
+  }
+}
+
+/** Pre-norm transformer block: x + attn(LN(x)), then x + mlp(LN(x)). */
+export class Block extends Module {
+  readonly norm1: LayerNorm;
+  readonly attn: Attention;
+  readonly norm2: LayerNorm;
+  readonly mlp: Mlp;
+  constructor(dim: number, numHeads: number, mlpRatio = 4, qkvBias = true, init: InitOptions = {}) {
+    super();
+    this.norm1 = this.child('norm1', new LayerNorm(dim));
+    this.attn = this.child('attn', new Attention(dim, numHeads, qkvBias, init));
+    this.norm2 = this.child('norm2', new LayerNorm(dim));
+    this.mlp = this.child('mlp', new Mlp(dim, Math.round(dim * mlpRatio), init));
+  }
+  forward(x: Tensor): Tensor {
+    return tidy(() => {
+      const h = x.add(this.attn.forward(this.norm1.forward(x)));
+      return h.add(this.mlp.forward(this.norm2.forward(h)));
+    });
+  }
+}
+
+/** A list of child modules named 0, 1, 2, ... (nn.ModuleList). */
+export class ModuleList<M extends Module> extends Module {
+  readonly items: M[];
+  constructor(items: M[]) {
+    super();
+    this.items = items.map((m, i) => this.child(String(i), m));
+  }
+}
