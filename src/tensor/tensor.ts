@@ -229,6 +229,10 @@ export class Tensor implements Disposable {
   mm(o: Tensor): Tensor { return new Tensor(native.mm(this.h, o.h)); }
   bmm(o: Tensor): Tensor { return new Tensor(native.bmm(this.h, o.h)); }
   t(): Tensor { return new Tensor(native.t(this.h)); }
+  /** Singular values, descending (torch.linalg.svdvals). */
+  svdvals(): Tensor { return new Tensor(native.svdvals(this.h)); }
+  /** Eigenvalues of a symmetric matrix, ascending (torch.linalg.eigvalsh). */
+  eigvalsh(): Tensor { return new Tensor(native.eigvalsh(this.h)); }
   diag(offset = 0): Tensor { return new Tensor(native.diag(this.h, offset)); }
   diagonal(offset = 0, dim1 = 0, dim2 = 1): Tensor { return new Tensor(native.diagonal(this.h, offset, dim1, dim2)); }
   triu(k = 0): Tensor { return new Tensor(native.triu(this.h, k)); }

@@ -1,0 +1,159 @@
+#!/usr/bin/env node
+// The `cjepa` command line: pretrain (and, as they land, eval and embed).
+import { Command, Option, InvalidArgumentError } from 'commander';
+import { existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import cliProgress from 'cli-progress';
+import { resolveConfig } from '../config.js';
+import { pretrain, type StepLog, type MonitorLog } from '../method/trainer.js';
+import { DATA_SPEC_HELP } from '../data/index.js';
+
+const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer, got '${v}'`);
+  return n;
+};
+const float = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
+  return n;
+};
+
+/** A config file path, or the name of a shipped preset (configs/<name>.yaml). */
+function configPath(c: string | undefined): string | undefined {
+  if (!c) return undefined;
+  if (existsSync(c)) return c;
+  const preset = join(CONFIG_DIR, c.endsWith('.yaml') ? c : `${c}.yaml`);
+  if (existsSync(preset)) return preset;
+  throw new Error(`config '${c}' is neither a file nor a shipped preset (see ${CONFIG_DIR})`);
+}
+
+interface PretrainFlags {
+  config?: string; method?: string; data?: string; valSplit?: number; model?: string; patch?: number; imgSize?: number; depth?: number;
+  batch?: number; epochs?: number; steps?: number; lr?: number; betaVicreg?: number; placement?: string; maskMode?: string;
+  out?: string; resume?: boolean; seed?: number; threads?: number; workers?: number; logEvery?: number; monitorEvery?: number;
+  checkpointEvery?: number; predDepth?: number; predDim?: number;
+}
+
+/** Flags as a partial config (only those given), so they override the file. */
+function flagsToConfig(f: PretrainFlags): Record<string, unknown> {
+  const c: Record<string, Record<string, unknown> | unknown> = {};
+  const set = (path: string, v: unknown) => {
+    if (v === undefined) return;
+    const keys = path.split('.');
+    let o = c as Record<string, unknown>;
+    for (const k of keys.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
+    o[keys[keys.length - 1]!] = v;
+  };
+  set('method', f.method); set('data', f.data); set('valSplit', f.valSplit); set('out', f.out); set('seed', f.seed);
+  set('threads', f.threads); set('workers', f.workers);
+  set('model.name', f.model); set('model.patch', f.patch); set('model.imgSize', f.imgSize); set('model.depth', f.depth);
+  set('predictor.depth', f.predDepth); set('predictor.embedDim', f.predDim);
+  set('optim.batch', f.batch); set('optim.epochs', f.epochs); set('optim.steps', f.steps); set('optim.lr', f.lr);
+  if (f.epochs !== undefined && f.steps === undefined) set('optim.steps', 0);
+  set('cjepa.betaVicreg', f.betaVicreg); set('cjepa.placement', f.placement); set('masks.mode', f.maskMode);
+  set('log.every', f.logEvery); set('log.monitorEvery', f.monitorEvery); set('log.checkpointEvery', f.checkpointEvery);
+  return c;
+}
+
+function progressReporter() {
+  const tty = process.stderr.isTTY;
+  let bar: cliProgress.SingleBar | null = null;
+  let lastPrint = 0;
+  return {
+    onLog(l: StepLog | MonitorLog, total: number) {
+      if (l.kind === 'monitor') {
+        const msg = `[monitor] step ${l.step}: RankMe ${l.rankme.toFixed(2)} / ${l.dim}, normalised std ${l.std.toFixed(4)} (healthy ~${(1 / Math.sqrt(l.dim)).toFixed(4)})`;
+        if (bar) bar.stop(), (bar = null);
+        console.error(msg);
+        return;
+      }
+      const eta = ((total - l.step) * l.time_s) / Math.max(1, l.step);
+      const terms = Object.entries(l.terms).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(' ');
+      if (tty) {
+        if (!bar) {
+          bar = new cliProgress.SingleBar({
+            format: 'step {value}/{total} |{bar}| loss {loss} {terms} | {ips} img/s | ETA {etaText}', hideCursor: true, etaBuffer: 50,
+          }, cliProgress.Presets.shades_classic);
+          bar.start(total, l.step);
+        }
+        bar.update(l.step, { loss: l.loss.toFixed(4), terms, ips: l.imgs_per_s.toFixed(0), etaText: fmtTime(eta) });
+        if (l.step >= total) bar.stop(), (bar = null);
+      } else if (Date.now() - lastPrint > 5000 || l.step >= total) {
+        lastPrint = Date.now();
+        console.error(`step ${l.step}/${total} epoch ${l.epoch} loss ${l.loss.toFixed(4)} ${terms} | ${l.imgs_per_s.toFixed(0)} img/s | wait ${l.data_wait_ms} ms | ETA ${fmtTime(eta)}`);
+      }
+    },
+    stop() { bar?.stop(); },
+  };
+}
+
+function fmtTime(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
+}
+
+export function buildCli(): Command {
+  const program = new Command('cjepa')
+    .description('Self-supervised ViT pretraining (C-JEPA, I-JEPA, VICReg) on libtorch')
+    .showHelpAfterError();
+
+  program.command('pretrain')
+    .description('pretrain an encoder on a dataset')
+    .option('--config <file|preset>', 'YAML config file or a shipped preset (cifar10-cpu, fashion-mnist-cpu, in1k-vith14-ep300, ...)')
+    .addOption(new Option('--method <m>', 'method').choices(['cjepa', 'ijepa', 'vicreg']))
+    .option('--data <spec>', `dataset: ${DATA_SPEC_HELP}`)
+    .option('--val-split <f>', 'seeded held-out fraction for monitoring', float('--val-split'))
+    .option('--model <name>', 'vit_tiny | vit_small | vit_base | vit_large | vit_huge | vit_giant')
+    .option('--patch <n>', 'patch size', int('--patch'))
+    .option('--img-size <n>', 'image size', int('--img-size'))
+    .option('--depth <n>', 'encoder depth (overrides the named size)', int('--depth'))
+    .option('--pred-depth <n>', 'predictor depth', int('--pred-depth'))
+    .option('--pred-dim <n>', 'predictor width', int('--pred-dim'))
+    .option('--batch <n>', 'batch size', int('--batch'))
+    .option('--epochs <n>', 'epochs', float('--epochs'))
+    .option('--steps <n>', 'optimiser steps (wins over --epochs)', int('--steps'))
+    .option('--lr <x>', 'peak learning rate', float('--lr'))
+    .option('--beta-vicreg <x>', 'C-JEPA: weight of the VICReg regulariser', float('--beta-vicreg'))
+    .addOption(new Option('--placement <p>', 'C-JEPA: where VICReg acts').choices(['block-pair', 'patch', 'context']))
+    .addOption(new Option('--mask-mode <m>', 'multi-block masks').choices(['faithful', 'unbiased']))
+    .option('--out <dir>', 'run directory')
+    .option('--resume', 'continue the run in --out from its last checkpoint')
+    .option('--seed <n>', 'seed', int('--seed'))
+    .option('--threads <n>', 'libtorch threads (0 = all cores)', int('--threads'))
+    .option('--workers <n>', 'data-loader worker threads', int('--workers'))
+    .option('--log-every <n>', 'steps between metric lines', int('--log-every'))
+    .option('--monitor-every <n>', 'steps between collapse monitors (0 = off)', int('--monitor-every'))
+    .option('--checkpoint-every <n>', 'steps between checkpoints', int('--checkpoint-every'))
+    .action(async (flags: PretrainFlags) => {
+      const cfg = resolveConfig(configPath(flags.config), flagsToConfig(flags));
+      const progress = progressReporter();
+      const ac = new AbortController();
+      const onSig = () => {
+        if (ac.signal.aborted) process.exit(130);
+        console.error('\ninterrupt: finishing this step and writing a checkpoint (press again to quit now)');
+        ac.abort();
+      };
+      process.on('SIGINT', onSig);
+      process.on('SIGTERM', onSig);
+      console.error(`cjepa pretrain: ${cfg.method} on ${cfg.data}, ${cfg.model.name} patch ${cfg.model.patch} img ${cfg.model.imgSize}, batch ${cfg.optim.batch}, out ${cfg.out}`);
+      const r = await pretrain(cfg, { resume: flags.resume, onLog: progress.onLog, signal: ac.signal });
+      progress.stop();
+      console.error(`done: ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, checkpoint ${r.checkpoint}`);
+      console.error(`metrics: ${join(cfg.out, 'metrics.jsonl')}, plots: ${join(cfg.out, 'loss.png')}, ${join(cfg.out, 'rankme.png')}`);
+    });
+
+  return program;
+}
+
+const isMain = process.argv[1] && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1]);
+if (isMain) {
+  buildCli().parseAsync(process.argv).catch((e: unknown) => {
+    console.error(`cjepa: ${(e as Error).message}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,201 @@
+// Pretraining configuration: plain data, defaults, YAML loading, flag overrides and validation.
+// A bad value is refused before any work starts, naming the field.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { VIT_SIZES } from './nn/vit.js';
+
+export type Method = 'cjepa' | 'ijepa' | 'vicreg';
+
+export interface PretrainConfig {
+  method: Method;
+  data: string;                 // dataset spec, e.g. fashion-mnist, folder:<path>
+  valSplit: number;             // fraction held out (seeded) for monitoring / eval; 0 = none
+  out: string;                  // run directory (checkpoints, metrics.jsonl, plots)
+  seed: number;
+  threads: number;              // libtorch intra-op threads, 0 = all cores
+  workers: number;              // data-loader worker threads
+  model: {
+    name: string;               // vit_tiny ... vit_giant
+    patch: number;
+    imgSize: number;
+    depth?: number;             // overrides of the named size (small-image presets use fewer blocks)
+    embedDim?: number;
+    numHeads?: number;
+  };
+  predictor: { embedDim: number; depth: number; numHeads: number };
+  masks: {
+    mode: 'faithful' | 'unbiased';
+    nTargets: number;
+    targetScale: [number, number];
+    targetAspect: [number, number];
+    contextScale: [number, number];
+    contextAspect: [number, number];
+    minKeep: number;
+  };
+  loss: { distance: 'smooth_l1' | 'l2' };
+  cjepa: { betaVicreg: number; inv: number; var: number; cov: number; placement: 'block-pair' | 'patch' | 'context' };
+  vicreg: { inv: number; var: number; cov: number; expander: number[] };
+  optim: {
+    batch: number;
+    epochs: number;             // used when steps is 0
+    steps: number;              // total optimiser steps; 0 = epochs * steps-per-epoch
+    lr: number;
+    startLr: number;
+    finalLr: number;
+    warmupEpochs: number;       // fraction allowed; converted with steps-per-epoch
+    weightDecay: number;
+    finalWeightDecay: number;
+    betas: [number, number];
+    eps: number;
+    clipGrad: number;           // 0 = off
+    ema: [number, number];
+    ipeScale: number;
+  };
+  aug: { scale: [number, number]; flip: boolean };
+  log: { every: number; monitorEvery: number; checkpointEvery: number; monitorSamples: number; keepCheckpoints: number };
+}
+
+export const DEFAULT_CONFIG: PretrainConfig = {
+  method: 'cjepa',
+  data: 'fashion-mnist',
+  valSplit: 0,
+  out: 'runs/cjepa',
+  seed: 0,
+  threads: 0,
+  workers: 1,
+  model: { name: 'vit_tiny', patch: 4, imgSize: 32, depth: 6, embedDim: undefined, numHeads: undefined },
+  predictor: { embedDim: 96, depth: 2, numHeads: 3 },
+  masks: {
+    mode: 'unbiased', nTargets: 4, targetScale: [0.15, 0.2], targetAspect: [0.75, 1.5],
+    contextScale: [0.85, 1.0], contextAspect: [1.0, 1.0], minKeep: 4,
+  },
+  loss: { distance: 'smooth_l1' },
+  cjepa: { betaVicreg: 0.001, inv: 25, var: 25, cov: 1, placement: 'block-pair' },
+  vicreg: { inv: 25, var: 25, cov: 1, expander: [768, 768, 768] },
+  optim: {
+    batch: 128, epochs: 10, steps: 0, lr: 1e-3, startLr: 2e-4, finalLr: 1e-6, warmupEpochs: 1,
+    weightDecay: 0.04, finalWeightDecay: 0.4, betas: [0.9, 0.999], eps: 1e-8, clipGrad: 0, ema: [0.996, 1.0], ipeScale: 1.0,
+  },
+  aug: { scale: [0.3, 1.0], flip: false },
+  log: { every: 10, monitorEvery: 200, checkpointEvery: 500, monitorSamples: 512, keepCheckpoints: 2 },
+};
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Deep merge of `over` onto `base`, refusing keys the base does not have (typos). */
+export function mergeConfig<T>(base: T, over: unknown, path = ''): T {
+  if (over === undefined || over === null) return base;
+  if (!isObj(over)) throw new Error(`config: '${path || '<root>'}' must be a mapping`);
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(over)) {
+    const p = path ? `${path}.${k}` : k;
+    if (!(k in out)) throw new Error(`config: unknown field '${p}'`);
+    const cur = out[k];
+    out[k] = isObj(cur) && !Array.isArray(cur) ? mergeConfig(cur, v, p) : v;
+  }
+  return out as T;
+}
+
+export function loadConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`config file '${path}' cannot be read: ${(e as Error).message}`);
+  }
+  try {
+    return parseYaml(text) as Json;
+  } catch (e) {
+    throw new Error(`config file '${path}' is not valid YAML: ${(e as Error).message}`);
+  }
+}
+
+/** Checks every field; throws naming the first bad one. */
+export function validateConfig(c: PretrainConfig): PretrainConfig {
+  const fail = (field: string, msg: string): never => { throw new Error(`config: '${field}' ${msg}`); };
+  const num = (field: string, v: unknown, o: { min?: number; max?: number; int?: boolean; gt?: number } = {}) => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) fail(field, `must be a number, got ${JSON.stringify(v)}`);
+    const n = v as number;
+    if (o.int && !Number.isInteger(n)) fail(field, `must be an integer, got ${n}`);
+    if (o.min !== undefined && n < o.min) fail(field, `must be >= ${o.min}, got ${n}`);
+    if (o.gt !== undefined && n <= o.gt) fail(field, `must be > ${o.gt}, got ${n}`);
+    if (o.max !== undefined && n > o.max) fail(field, `must be <= ${o.max}, got ${n}`);
+  };
+  const range = (field: string, v: unknown, lo: number, hi: number) => {
+    if (!Array.isArray(v) || v.length !== 2) fail(field, `must be a pair [min, max], got ${JSON.stringify(v)}`);
+    const [a, b] = v as number[];
+    num(`${field}[0]`, a, { min: lo, max: hi });
+    num(`${field}[1]`, b, { min: lo, max: hi });
+    if (a! > b!) fail(field, `must have min <= max, got [${a}, ${b}]`);
+  };
+  if (!['cjepa', 'ijepa', 'vicreg'].includes(c.method)) fail('method', `must be cjepa, ijepa or vicreg, got '${c.method}'`);
+  if (typeof c.data !== 'string' || !c.data) fail('data', 'must be a dataset spec (fashion-mnist, folder:<path>, ...)');
+  num('valSplit', c.valSplit, { min: 0, max: 0.9 });
+  if (typeof c.out !== 'string' || !c.out) fail('out', 'must be a directory path');
+  num('seed', c.seed, { int: true, min: 0 });
+  num('threads', c.threads, { int: true, min: 0 });
+  num('workers', c.workers, { int: true, min: 0, max: 64 });
+  if (!(c.model.name in VIT_SIZES)) fail('model.name', `must be one of ${Object.keys(VIT_SIZES).join(', ')}, got '${c.model.name}'`);
+  num('model.patch', c.model.patch, { int: true, min: 1 });
+  num('model.imgSize', c.model.imgSize, { int: true, min: 1 });
+  if (c.model.imgSize % c.model.patch !== 0) fail('model.imgSize', `(${c.model.imgSize}) must be divisible by model.patch (${c.model.patch})`);
+  if (c.model.imgSize / c.model.patch < 2) fail('model.imgSize', 'must give a patch grid of at least 2x2');
+  for (const k of ['depth', 'embedDim', 'numHeads'] as const) if (c.model[k] !== undefined) num(`model.${k}`, c.model[k], { int: true, min: 1 });
+  num('predictor.embedDim', c.predictor.embedDim, { int: true, min: 4 });
+  if (c.predictor.embedDim % 4 !== 0) fail('predictor.embedDim', 'must be divisible by 4 (sin-cos position embedding)');
+  num('predictor.depth', c.predictor.depth, { int: true, min: 1 });
+  num('predictor.numHeads', c.predictor.numHeads, { int: true, min: 1 });
+  if (c.predictor.embedDim % c.predictor.numHeads !== 0) fail('predictor.numHeads', `must divide predictor.embedDim (${c.predictor.embedDim})`);
+  if (!['faithful', 'unbiased'].includes(c.masks.mode)) fail('masks.mode', `must be faithful or unbiased, got '${c.masks.mode}'`);
+  num('masks.nTargets', c.masks.nTargets, { int: true, min: 1, max: 16 });
+  range('masks.targetScale', c.masks.targetScale, 0, 1);
+  range('masks.targetAspect', c.masks.targetAspect, 0.01, 100);
+  range('masks.contextScale', c.masks.contextScale, 0, 1);
+  range('masks.contextAspect', c.masks.contextAspect, 0.01, 100);
+  num('masks.minKeep', c.masks.minKeep, { int: true, min: 1 });
+  if (!['smooth_l1', 'l2'].includes(c.loss.distance)) fail('loss.distance', `must be smooth_l1 or l2, got '${c.loss.distance}'`);
+  num('cjepa.betaVicreg', c.cjepa.betaVicreg, { min: 0 });
+  for (const k of ['inv', 'var', 'cov'] as const) { num(`cjepa.${k}`, c.cjepa[k], { min: 0 }); num(`vicreg.${k}`, c.vicreg[k], { min: 0 }); }
+  if (!['block-pair', 'patch', 'context'].includes(c.cjepa.placement)) fail('cjepa.placement', `must be block-pair, patch or context, got '${c.cjepa.placement}'`);
+  if (c.method === 'cjepa' && c.cjepa.placement !== 'context' && c.cjepa.betaVicreg > 0 && c.masks.nTargets < 2) {
+    fail('masks.nTargets', 'must be >= 2 for the C-JEPA block-pair regulariser');
+  }
+  if (!Array.isArray(c.vicreg.expander) || c.vicreg.expander.length < 1) fail('vicreg.expander', 'must be a non-empty list of layer widths');
+  c.vicreg.expander.forEach((d, i) => num(`vicreg.expander[${i}]`, d, { int: true, min: 1 }));
+  const o = c.optim;
+  num('optim.batch', o.batch, { int: true, min: 2 });
+  num('optim.epochs', o.epochs, { min: 0 });
+  num('optim.steps', o.steps, { int: true, min: 0 });
+  if (o.steps === 0 && o.epochs <= 0) fail('optim.epochs', 'or optim.steps must be > 0');
+  num('optim.lr', o.lr, { gt: 0 });
+  num('optim.startLr', o.startLr, { min: 0 });
+  num('optim.finalLr', o.finalLr, { min: 0 });
+  num('optim.warmupEpochs', o.warmupEpochs, { min: 0 });
+  num('optim.weightDecay', o.weightDecay, { min: 0 });
+  num('optim.finalWeightDecay', o.finalWeightDecay, { min: 0 });
+  range('optim.betas', o.betas, 0, 0.999999);
+  num('optim.eps', o.eps, { gt: 0 });
+  num('optim.clipGrad', o.clipGrad, { min: 0 });
+  range('optim.ema', o.ema, 0, 1);
+  num('optim.ipeScale', o.ipeScale, { gt: 0 });
+  range('aug.scale', c.aug.scale, 0.01, 1);
+  if (typeof c.aug.flip !== 'boolean') fail('aug.flip', 'must be true or false');
+  num('log.every', c.log.every, { int: true, min: 1 });
+  num('log.monitorEvery', c.log.monitorEvery, { int: true, min: 0 });
+  num('log.checkpointEvery', c.log.checkpointEvery, { int: true, min: 1 });
+  num('log.monitorSamples', c.log.monitorSamples, { int: true, min: 16 });
+  num('log.keepCheckpoints', c.log.keepCheckpoints, { int: true, min: 1 });
+  return c;
+}
+
+/** Default config, then the YAML file, then flag overrides (each a partial config). */
+export function resolveConfig(file?: string, ...overrides: unknown[]): PretrainConfig {
+  let c = structuredClone(DEFAULT_CONFIG);
+  if (file) c = mergeConfig(c, loadConfigFile(file));
+  for (const o of overrides) c = mergeConfig(c, o);
+  return validateConfig(c);
+}

@@ -1,0 +1,114 @@
+// Builds one batch (decode + augment + normalise into NCHW float32). The same code runs in the
+// main thread (workers: 0) and in worker threads, so batches do not depend on the worker count.
+
+import { type Dataset, type Sample, SampleError } from './dataset.js';
+import { Rng, STREAM_REPLACE, STREAM_VIEW } from './rng.js';
+import { type ViewSpec, Workspace, applyView } from './transforms.js';
+
+export interface BuilderConfig {
+  views: ViewSpec[];
+  /** Output (model) channels. */
+  channels: number;
+  mean: number[];
+  std: number[];
+  seed: number;
+  /** Replacement attempts for a corrupt sample before giving up. */
+  maxRetries: number;
+  /** Decodes in flight per batch. */
+  decodeConcurrency: number;
+}
+
+export interface BatchRequest {
+  id: number;
+  epoch: number;
+  /** Dataset indices of the batch, in order. */
+  indices: Int32Array;
+}
+
+export interface BadSample {
+  index: number;
+  source: string;
+  reason: string;
+}
+
+export interface BatchResult {
+  id: number;
+  views: Float32Array[];
+  labels: Int32Array;
+  /** The indices actually used (a corrupt sample's replacement). */
+  indices: Int32Array;
+  /** Corrupt samples met while building this batch (every time, not only the first). */
+  bad: BadSample[];
+}
+
+/** Deterministic replacement for a corrupt sample: depends only on (seed, epoch, original index, attempt). */
+export function replacementIndex(seed: number, epoch: number, original: number, attempt: number, n: number): number {
+  return Rng.from(STREAM_REPLACE, seed, epoch, original, attempt).int(n);
+}
+
+export class BatchBuilder {
+  private readonly ws = new Workspace();
+  private readonly knownBad = new Map<number, BadSample>();
+  private readonly sampleSize: number;
+
+  constructor(
+    readonly ds: Dataset,
+    readonly cfg: BuilderConfig,
+  ) {
+    const s = cfg.views[0]!.size;
+    this.sampleSize = cfg.channels * s * s;
+  }
+
+  private async load(original: number, epoch: number, bad: BadSample[]): Promise<{ index: number; sample: Sample }> {
+    let index = original;
+    for (let attempt = 0; ; attempt++) {
+      const known = this.knownBad.get(index);
+      if (known) bad.push(known);
+      else {
+        try {
+          return { index, sample: await this.ds.get(index) };
+        } catch (e) {
+          if (!(e instanceof SampleError)) throw e;
+          const b = { index, source: e.source, reason: e.reason };
+          this.knownBad.set(index, b);
+          bad.push(b);
+        }
+      }
+      if (attempt >= this.cfg.maxRetries) {
+        throw new Error(
+          `${this.ds.spec}: sample ${original} and ${attempt} replacements could not be decoded ` +
+            `(last: ${bad[bad.length - 1]?.source}: ${bad[bad.length - 1]?.reason})`,
+        );
+      }
+      index = replacementIndex(this.cfg.seed, epoch, original, attempt, this.ds.length);
+    }
+  }
+
+  async build(req: BatchRequest): Promise<BatchResult> {
+    const B = req.indices.length;
+    const { views, channels, mean, std, seed } = this.cfg;
+    const out = views.map(() => new Float32Array(B * this.sampleSize));
+    const labels = new Int32Array(B);
+    const used = new Int32Array(B);
+    const bad: BadSample[] = [];
+    let next = 0;
+    const runner = async (): Promise<void> => {
+      while (next < B) {
+        const k = next++;
+        const original = req.indices[k]!;
+        const { index, sample } = await this.load(original, req.epoch, bad);
+        used[k] = index;
+        labels[k] = sample.label;
+        const salt = index === original ? 0 : original + 1;
+        for (let v = 0; v < views.length; v++) {
+          const rng = Rng.from(STREAM_VIEW, seed, req.epoch, index, v, salt);
+          applyView(sample, views[v]!, rng, out[v]!, k * this.sampleSize, channels, mean, std, this.ws);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(this.cfg.decodeConcurrency, B)) }, runner));
+    // Report bad samples in slot order so the main thread's "first seen" order is deterministic.
+    bad.sort((a, b) => a.index - b.index);
+    return { id: req.id, views: out, labels, indices: used, bad };
+  }
+}

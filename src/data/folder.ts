@@ -1,0 +1,387 @@
+// Image folders: recursive scan (cached), labels from first-level subfolders, decoding with sharp,
+// and an optional decode-once cache in shared memory for small uniform images (e.g. CIFAR JPEGs).
+
+import { createHash } from 'node:crypto';
+import { accessSync, constants, existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve, sep } from 'node:path';
+import sharp from 'sharp';
+import { type Dataset, type DatasetDescriptor, type Sample, SampleError, checkIndex, sharedBytes } from './dataset.js';
+
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif'];
+export const FILELIST_CACHE_NAME = '.cjepa-filelist.json';
+const CACHE_VERSION = 1;
+
+export interface FileList {
+  root: string;
+  /** Paths relative to root, '/'-separated, sorted. */
+  files: string[];
+  /** Label per file: index into classNames, -1 for files directly in root. */
+  labels: Int32Array;
+  classNames: string[];
+  /** mtimeMs of every scanned directory (relative path, '' = root): the cache key. */
+  dirs: Record<string, number>;
+}
+
+export type FileListCacheMode = 'disk' | 'memory' | 'none';
+
+interface CacheFile {
+  version: number;
+  root: string;
+  dirs: Record<string, number>;
+  files: string[];
+  labels: number[];
+  classNames: string[];
+}
+
+const memoryCache = new Map<string, FileList>();
+
+function isImageName(name: string): boolean {
+  const dot = name.lastIndexOf('.');
+  return dot > 0 && IMAGE_EXTENSIONS.includes(name.slice(dot).toLowerCase());
+}
+
+function byCodeUnit(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Full recursive scan. Hidden entries (starting with '.') are skipped; symlinks are followed once. */
+export function scanFolder(root: string): FileList {
+  const dirs: Record<string, number> = {};
+  const found: string[] = [];
+  const visited = new Set<string>();
+  const walk = (rel: string): void => {
+    const abs = rel ? join(root, rel) : root;
+    const real = realpathSync(abs);
+    if (visited.has(real)) return;
+    visited.add(real);
+    dirs[rel] = statSync(abs).mtimeMs;
+    const entries = readdirSync(abs, { withFileTypes: true });
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const childRel = rel ? `${rel}/${e.name}` : e.name;
+      let isDir = e.isDirectory();
+      let isFile = e.isFile();
+      if (e.isSymbolicLink()) {
+        try {
+          const st = statSync(join(abs, e.name));
+          isDir = st.isDirectory();
+          isFile = st.isFile();
+        } catch {
+          continue; // dangling link
+        }
+      }
+      if (isDir) walk(childRel);
+      else if (isFile && isImageName(e.name)) found.push(childRel);
+    }
+  };
+  walk('');
+  found.sort(byCodeUnit);
+  const classSet = new Set<string>();
+  for (const f of found) {
+    const slash = f.indexOf('/');
+    if (slash > 0) classSet.add(f.slice(0, slash));
+  }
+  const classNames = [...classSet].sort(byCodeUnit);
+  const classIndex = new Map(classNames.map((c, i) => [c, i]));
+  const labels = new Int32Array(found.length);
+  found.forEach((f, i) => {
+    const slash = f.indexOf('/');
+    labels[i] = slash > 0 ? classIndex.get(f.slice(0, slash))! : -1;
+  });
+  return { root, files: found, labels, classNames, dirs };
+}
+
+function stillValid(list: { root: string; dirs: Record<string, number> }): boolean {
+  for (const [rel, mtime] of Object.entries(list.dirs)) {
+    try {
+      if (statSync(rel ? join(list.root, rel) : list.root).mtimeMs !== mtime) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+function tmpCachePath(root: string): string {
+  const h = createHash('sha1').update(root).digest('hex').slice(0, 16);
+  return join(tmpdir(), `cjepa-filelist-${h}.json`);
+}
+
+function readCacheFile(path: string, root: string): FileList | null {
+  try {
+    const c = JSON.parse(readFileSync(path, 'utf8')) as CacheFile;
+    if (c.version !== CACHE_VERSION || c.root !== root || !Array.isArray(c.files)) return null;
+    const list: FileList = {
+      root,
+      files: c.files,
+      labels: Int32Array.from(c.labels),
+      classNames: c.classNames,
+      dirs: c.dirs,
+    };
+    return list.labels.length === list.files.length && stillValid(list) ? list : null;
+  } catch {
+    return null;
+  }
+}
+
+function toCacheFile(list: FileList): string {
+  const c: CacheFile = {
+    version: CACHE_VERSION,
+    root: list.root,
+    dirs: list.dirs,
+    files: list.files,
+    labels: Array.from(list.labels),
+    classNames: list.classNames,
+  };
+  return JSON.stringify(c);
+}
+
+/** Write the cache into the folder, or silently into os.tmpdir() when the folder is read-only. */
+function writeCache(list: FileList): void {
+  const inFolder = join(list.root, FILELIST_CACHE_NAME);
+  try {
+    // Respect a folder marked read-only even when running as root (who could write anyway).
+    if ((statSync(list.root).mode & 0o222) === 0) throw new Error('read-only folder');
+    accessSync(list.root, constants.W_OK);
+    const existed = existsSync(inFolder);
+    writeFileSync(inFolder, toCacheFile(list));
+    if (!existed) {
+      // Creating the file changed the root's mtime: record the new one (rewriting in place keeps it).
+      list.dirs[''] = statSync(list.root).mtimeMs;
+      writeFileSync(inFolder, toCacheFile(list));
+    }
+    return;
+  } catch {
+    // read-only folder (or the name is taken): fall back below
+  }
+  try {
+    writeFileSync(tmpCachePath(list.root), toCacheFile(list));
+  } catch {
+    // memory only
+  }
+}
+
+/**
+ * The file list of a folder, from the per-process memory cache, the disk cache
+ * (`<root>/.cjepa-filelist.json`, else os.tmpdir()), or a fresh scan. A cache is valid while the
+ * mtime of every directory it scanned is unchanged (one stat per directory, not per file).
+ */
+export function listFolder(root: string, mode: FileListCacheMode = 'disk'): FileList {
+  root = resolve(root);
+  if (mode !== 'none') {
+    const mem = memoryCache.get(root);
+    if (mem && stillValid(mem)) return mem;
+  }
+  let list: FileList | null = null;
+  if (mode === 'disk') {
+    list = readCacheFile(join(root, FILELIST_CACHE_NAME), root) ?? readCacheFile(tmpCachePath(root), root);
+  }
+  if (!list) {
+    list = scanFolder(root);
+    if (mode === 'disk' && list.files.length > 0) writeCache(list);
+  }
+  if (mode !== 'none') memoryCache.set(root, list);
+  return list;
+}
+
+/** Forget the per-process file-list cache (tests). */
+export function clearFolderMemoryCache(): void {
+  memoryCache.clear();
+}
+
+export interface FolderOptions {
+  /** Channels to decode to: 3 (RGB, default) or 1 (luminance, PIL's 'L' formula). */
+  channels?: 1 | 3;
+  fileListCache?: FileListCacheMode;
+  /**
+   * Decode-once cache in shared memory: 'auto' (default) enables it when the sampled image size is
+   * uniform and the cache takes at most cacheMaxBytes; 'memory' whenever the size is uniform; 'none'.
+   */
+  cache?: 'auto' | 'memory' | 'none';
+  cacheMaxBytes?: number;
+}
+
+const SLOT_EMPTY = 0;
+const SLOT_READY = 1;
+const SLOT_WRITING = 2;
+const SLOT_UNCACHEABLE = 3;
+
+/** Decode an image file to HWC uint8 with the given channel count. */
+export async function decodeImage(path: string, channels: 1 | 3): Promise<Sample> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch (e) {
+    throw new SampleError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  let data: Buffer;
+  let info: sharp.OutputInfo;
+  try {
+    ({ data, info } = await sharp(buf).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }));
+  } catch (e) {
+    throw new SampleError(path, (e as Error).message);
+  }
+  const { width, height } = info;
+  const c = info.channels;
+  if (width < 1 || height < 1) throw new SampleError(path, `empty image (${width}x${height})`);
+  const n = width * height;
+  let pixels: Uint8Array;
+  if (channels === 3) {
+    if (c === 3) pixels = new Uint8Array(data.buffer, data.byteOffset, data.length);
+    else {
+      pixels = new Uint8Array(n * 3);
+      for (let p = 0; p < n; p++) {
+        const v = data[p * c]!;
+        if (c >= 3) {
+          pixels[3 * p] = v;
+          pixels[3 * p + 1] = data[p * c + 1]!;
+          pixels[3 * p + 2] = data[p * c + 2]!;
+        } else pixels[3 * p] = pixels[3 * p + 1] = pixels[3 * p + 2] = v;
+      }
+    }
+  } else {
+    pixels = new Uint8Array(n);
+    for (let p = 0; p < n; p++) {
+      if (c >= 3) {
+        // PIL's RGB -> L (ITU-R 601-2 luma in 16-bit fixed point), as torchvision's Grayscale on PIL images.
+        pixels[p] = (data[p * c]! * 19595 + data[p * c + 1]! * 38470 + data[p * c + 2]! * 7471 + 0x8000) >>> 16;
+      } else pixels[p] = data[p * c]!;
+    }
+  }
+  return { pixels, width, height, channels, label: -1 };
+}
+
+export class FolderDataset implements Dataset {
+  readonly spec: string;
+  readonly root: string;
+  readonly length: number;
+  readonly numClasses: number;
+  readonly classNames: string[];
+  readonly channels: 1 | 3;
+  readonly imageSize: { width: number; height: number } | null;
+  private readonly files: string[];
+  private readonly labels: Int32Array;
+  private readonly cache: { data: Uint8Array; state: Uint8Array } | null;
+  private readonly slot: number;
+  private pathsCache?: string[];
+
+  constructor(d: Extract<DatasetDescriptor, { kind: 'folder' }>) {
+    this.spec = d.spec;
+    this.root = d.root;
+    this.files = d.files;
+    this.labels = d.labels;
+    this.length = d.files.length;
+    this.classNames = d.classNames;
+    this.numClasses = d.classNames.length;
+    this.channels = d.channels === 1 ? 1 : 3;
+    this.imageSize = d.imageSize;
+    this.cache = d.cache;
+    this.slot = d.imageSize ? d.imageSize.width * d.imageSize.height * this.channels : 0;
+  }
+
+  get paths(): readonly string[] {
+    this.pathsCache ??= this.files.map((f) => this.root + sep + f.split('/').join(sep));
+    return this.pathsCache;
+  }
+
+  /** Whether decoded images are kept in shared memory. */
+  get cached(): boolean {
+    return this.cache !== null;
+  }
+
+  labelOf(i: number): number {
+    return this.labels[i]!;
+  }
+
+  sourceOf(i: number): string {
+    return join(this.root, this.files[i]!);
+  }
+
+  async get(i: number): Promise<Sample> {
+    checkIndex(this, i);
+    const label = this.labels[i]!;
+    const cache = this.cache;
+    if (cache && Atomics.load(cache.state, i) === SLOT_READY) {
+      const { width, height } = this.imageSize!;
+      const pixels = cache.data.subarray(i * this.slot, (i + 1) * this.slot);
+      return { pixels, width, height, channels: this.channels, label };
+    }
+    const s = await decodeImage(this.sourceOf(i), this.channels);
+    s.label = label;
+    if (cache) {
+      const fits = s.width === this.imageSize!.width && s.height === this.imageSize!.height;
+      if (!fits) Atomics.store(cache.state, i, SLOT_UNCACHEABLE);
+      else if (Atomics.compareExchange(cache.state, i, SLOT_EMPTY, SLOT_WRITING) === SLOT_EMPTY) {
+        cache.data.set(s.pixels, i * this.slot);
+        Atomics.store(cache.state, i, SLOT_READY);
+      }
+    }
+    return s;
+  }
+
+  describe(): DatasetDescriptor {
+    return {
+      kind: 'folder',
+      spec: this.spec,
+      root: this.root,
+      files: this.files,
+      labels: this.labels,
+      classNames: this.classNames,
+      channels: this.channels,
+      imageSize: this.imageSize,
+      cache: this.cache,
+    };
+  }
+}
+
+/** Size of a sample of files (header reads only); null unless all agree. */
+async function sampleImageSize(root: string, files: string[], k = 8): Promise<{ width: number; height: number } | null> {
+  let size: { width: number; height: number } | null = null;
+  const n = files.length;
+  const picks = new Set<number>();
+  for (let j = 0; j < Math.min(k, n); j++) picks.add(Math.floor((j * n) / Math.min(k, n)));
+  for (const i of picks) {
+    try {
+      const m = await sharp(join(root, files[i]!)).metadata();
+      if (!m.width || !m.height) continue;
+      if (!size) size = { width: m.width, height: m.height };
+      else if (size.width !== m.width || size.height !== m.height) return null;
+    } catch {
+      // a corrupt file: the loader reports it when it is used
+    }
+  }
+  return size;
+}
+
+export async function openFolder(path: string, spec: string, opts: FolderOptions = {}): Promise<FolderDataset> {
+  const root = resolve(path);
+  if (!existsSync(root)) throw new Error(`${spec}: no such directory: ${root}`);
+  if (!statSync(root).isDirectory()) throw new Error(`${spec}: not a directory: ${root}`);
+  const list = listFolder(root, opts.fileListCache ?? 'disk');
+  if (list.files.length === 0) {
+    throw new Error(`${spec}: the folder ${root} contains no images (${IMAGE_EXTENSIONS.join(' ')})`);
+  }
+  const channels = opts.channels ?? 3;
+  const imageSize = await sampleImageSize(root, list.files);
+  let cache: { data: Uint8Array; state: Uint8Array } | null = null;
+  const mode = opts.cache ?? 'auto';
+  if (imageSize && mode !== 'none') {
+    const bytes = list.files.length * imageSize.width * imageSize.height * channels;
+    if (mode === 'memory' || bytes <= (opts.cacheMaxBytes ?? 1 << 30)) {
+      cache = { data: sharedBytes(bytes), state: sharedBytes(list.files.length) };
+    }
+  }
+  return new FolderDataset({
+    kind: 'folder',
+    spec,
+    root,
+    files: list.files,
+    labels: list.labels,
+    classNames: list.classNames,
+    channels,
+    imageSize,
+    cache,
+  });
+}

@@ -1,0 +1,48 @@
+// Data pipeline: datasets (`--data <spec>`), augmentations, and the prefetching DataLoader.
+// Batches are plain typed arrays (NCHW float32); the trainer turns them into tensors.
+
+export {
+  type Dataset,
+  type DatasetDescriptor,
+  type NormStats,
+  type Sample,
+  MemoryDataset,
+  SampleError,
+  SubsetDataset,
+  splitDataset,
+} from './dataset.js';
+export {
+  DATA_SPEC_HELP,
+  FASHION_MNIST_CLASSES,
+  NORM_STATS,
+  type DataSpec,
+  type NormName,
+  type OpenOptions,
+  type OpenSplitOptions,
+  type Split,
+  adaptStats,
+  datasetFromDescriptor,
+  openDataset,
+  openDatasets,
+  parseDataSpec,
+  resolveNorm,
+} from './specs.js';
+export { FolderDataset, FILELIST_CACHE_NAME, IMAGE_EXTENSIONS, decodeImage, listFolder, scanFolder, type FolderOptions } from './folder.js';
+export { encodeIdx, parseIdx, readIdxFile } from './idx.js';
+export {
+  type BlurSpec,
+  type CenterCropSpec,
+  type CropBox,
+  type Interp,
+  type JitterSpec,
+  type RandomResizedCropSpec,
+  type ViewSpec,
+  applyView,
+  evalTransform,
+  ijepaTransform,
+  rrcParams,
+  vicregViews,
+} from './transforms.js';
+export { resizedCrop } from './resize.js';
+export { Rng, permutation } from './rng.js';
+export { type Batch, DataLoader, type LoaderOptions, defaultWorkers } from './loader.js';

@@ -1,0 +1,134 @@
+// Losses of the three methods: I-JEPA's feature regression, VICReg, and C-JEPA's combination.
+import { Tensor, F, tidy } from '../tensor/index.js';
+
+// ------------------------------------------------------------------ I-JEPA
+
+export type JepaDistance = 'smooth_l1' | 'l2';
+
+/** Regression of predictions z onto targets h (same shape); official: smooth L1 (beta 1), mean. */
+export function ijepaLoss(z: Tensor, h: Tensor, distance: JepaDistance = 'smooth_l1'): Tensor {
+  return distance === 'smooth_l1' ? F.smoothL1Loss(z, h, 'mean', 1.0) : F.mseLoss(z, h, 'mean');
+}
+
+// ------------------------------------------------------------------ VICReg
+
+export interface VicregWeights {
+  inv: number; // sim_coeff, official 25
+  var: number; // std_coeff, official 25
+  cov: number; // cov_coeff, official 1
+}
+export const VICREG_WEIGHTS: VicregWeights = { inv: 25, var: 25, cov: 1 };
+
+export interface VicregTerms {
+  loss: Tensor; // weighted sum
+  inv: Tensor;
+  var: Tensor;
+  cov: Tensor;
+}
+
+/**
+ * Gathers a (B, D) batch from every process (global-batch statistics). Identity in one process;
+ * the distributed trainer passes an autograd-aware all-gather.
+ */
+export type AllGather = (x: Tensor) => Tensor;
+
+/** Variance hinge of one centred batch: mean(relu(1 - sqrt(var + 1e-4))). */
+function varianceHinge(xc: Tensor): Tensor {
+  return xc.var(0).add(1e-4).sqrt().rsub(1).relu().mean();
+}
+
+/** Sum of squared off-diagonal covariance entries / D, for a centred batch. */
+function offDiagCov(xc: Tensor): Tensor {
+  const [n, d] = xc.shape as [number, number];
+  const cov = xc.t().matmul(xc).div(n - 1);
+  return cov.square().sum().sub(cov.diagonal().square().sum()).div(d);
+}
+
+/** The official VICReg loss on two batches of embeddings x, y (B, D). */
+export function vicregLoss(x: Tensor, y: Tensor, w: VicregWeights = VICREG_WEIGHTS, allGather?: AllGather): VicregTerms {
+  return tidy(() => {
+    const inv = F.mseLoss(x, y);
+    const gx = allGather ? allGather(x) : x;
+    const gy = allGather ? allGather(y) : y;
+    const xc = gx.sub(gx.mean(0)), yc = gy.sub(gy.mean(0));
+    const vr = varianceHinge(xc).div(2).add(varianceHinge(yc).div(2));
+    const cv = offDiagCov(xc).add(offDiagCov(yc));
+    const loss = inv.mul(w.inv).add(vr.mul(w.var)).add(cv.mul(w.cov));
+    return { loss, inv, var: vr, cov: cv };
+  });
+}
+
+// ------------------------------------------------------------------ C-JEPA
+
+/**
+ * Where the VICReg regulariser acts in C-JEPA:
+ * - 'block-pair' (default, our reading of Algorithm 1): mean-pool the predictor output of each target
+ *   block -> (M, B, D); VICReg between every pair of blocks of the same image, averaged over pairs.
+ * - 'patch': variance/covariance on the flattened patch-level predictor outputs (M B Lt, D), and the
+ *   block-pair invariance.
+ * - 'context': VICReg between the pooled context-encoder output and the pooled predictions of the same
+ *   image (B, D): acts directly on the encoder that is evaluated.
+ */
+export type CjepaPlacement = 'block-pair' | 'patch' | 'context';
+
+export interface CjepaOptions {
+  betaVicreg: number; // overall weight, paper 0.001
+  weights: VicregWeights; // beta_inv, beta_var, beta_cov
+  placement: CjepaPlacement;
+  distance: JepaDistance;
+}
+
+export interface CjepaTerms {
+  loss: Tensor;
+  jepa: Tensor;
+  vicreg: Tensor; // unweighted by beta (weighted by inv/var/cov coefficients)
+  inv: Tensor;
+  var: Tensor;
+  cov: Tensor;
+}
+
+/**
+ * z: predictions (M B, Lt, D), block-major; h: targets of the same shape; ctx: context-encoder
+ * output (B, Lc, D) (used by the 'context' placement). With betaVicreg = 0 the result is I-JEPA's loss
+ * exactly (the regulariser is not even computed).
+ */
+export function cjepaLoss(z: Tensor, h: Tensor, ctx: Tensor, nTargets: number, o: CjepaOptions, allGather?: AllGather): CjepaTerms {
+  return tidy(() => {
+    const jepa = ijepaLoss(z, h, o.distance);
+    if (o.betaVicreg === 0) {
+      const zero = jepa.mul(0).detach();
+      return { loss: jepa, jepa, vicreg: zero, inv: zero, var: zero, cov: zero };
+    }
+    const reg = cjepaRegulariser(z, ctx, nTargets, o, allGather);
+    return { loss: jepa.add(reg.loss.mul(o.betaVicreg)), jepa, vicreg: reg.loss, inv: reg.inv, var: reg.var, cov: reg.cov };
+  });
+}
+
+export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pick<CjepaOptions, 'weights' | 'placement'>, allGather?: AllGather): VicregTerms {
+  return tidy(() => {
+    const [MB, , D] = z.shape as [number, number, number];
+    const B = MB / nTargets;
+    const pooled = z.mean(1).reshape([nTargets, B, D]); // (M, B, D)
+    if (o.placement === 'context') {
+      return vicregLoss(ctx.mean(1), pooled.mean(0), o.weights, allGather);
+    }
+    // every unordered pair of blocks: VICReg is symmetric in (x, y), so ordered pairs give the same mean
+    const terms: VicregTerms[] = [];
+    for (let i = 0; i < nTargets; i++) {
+      for (let j = i + 1; j < nTargets; j++) terms.push(vicregLoss(pooled.select(0, i), pooled.select(0, j), o.weights, allGather));
+    }
+    if (terms.length === 0) throw new Error('C-JEPA block-pair regulariser needs at least 2 target blocks (nTargets >= 2)');
+    const avg = (k: keyof VicregTerms) => terms.map((t) => t[k]).reduce((a, b) => a.add(b)).div(terms.length);
+    const inv = avg('inv');
+    if (o.placement === 'patch') {
+      const flat = z.reshape([-1, D]);
+      const g = allGather ? allGather(flat) : flat;
+      const c = g.sub(g.mean(0));
+      const vr = varianceHinge(c);
+      const cv = offDiagCov(c);
+      const loss = inv.mul(o.weights.inv).add(vr.mul(o.weights.var)).add(cv.mul(o.weights.cov));
+      return { loss, inv, var: vr, cov: cv };
+    }
+    return { loss: avg('loss'), inv, var: avg('var'), cov: avg('cov') };
+  });
+}

@@ -1,0 +1,98 @@
+// AdamW with decoupled weight decay and parameter groups, the arithmetic of torch.optim.AdamW
+// (PyTorch 1.13, single-tensor path), plus the official I-JEPA grouping and gradient clipping.
+import { Tensor, zerosLike, noGrad, tidy, F } from '../tensor/index.js';
+
+export interface ParamGroup {
+  params: [string, Tensor][];
+  /** false: this group never decays (biases and 1-D parameters) */
+  decay: boolean;
+}
+
+/** I-JEPA grouping: weight decay on weights of >= 2 dims, none on biases and 1-D parameters. */
+export function ijepaParamGroups(named: readonly [string, Tensor][]): ParamGroup[] {
+  const decay: [string, Tensor][] = [], noDecay: [string, Tensor][] = [];
+  for (const [n, p] of named) {
+    if (!p.requiresGrad) continue;
+    (n.endsWith('bias') || p.ndim === 1 ? noDecay : decay).push([n, p]);
+  }
+  return [{ params: decay, decay: true }, { params: noDecay, decay: false }];
+}
+
+export interface AdamWOptions {
+  betas: [number, number];
+  eps: number;
+}
+
+export class AdamW {
+  step = 0;
+  readonly expAvg = new Map<string, Tensor>();
+  readonly expAvgSq = new Map<string, Tensor>();
+  constructor(readonly groups: ParamGroup[], readonly opts: AdamWOptions = { betas: [0.9, 0.999], eps: 1e-8 }) {
+    for (const g of groups) {
+      for (const [n, p] of g.params) {
+        this.expAvg.set(n, noGrad(() => zerosLike(p)));
+        this.expAvgSq.set(n, noGrad(() => zerosLike(p)));
+      }
+    }
+  }
+
+  /** One update with learning rate `lr` and weight decay `wd` (applied to decaying groups). */
+  update(lr: number, wd: number): void {
+    this.step += 1;
+    const [b1, b2] = this.opts.betas;
+    const bc1 = 1 - b1 ** this.step;
+    const bc2Sqrt = Math.sqrt(1 - b2 ** this.step);
+    const stepSize = lr / bc1;
+    noGrad(() => {
+      for (const g of this.groups) {
+        const groupWd = g.decay ? wd : 0;
+        for (const [n, p] of g.params) {
+          tidy(() => {
+            const grad = p.grad;
+            if (grad === undefined) return;
+            if (groupWd !== 0) p.mul_(1 - lr * groupWd);
+            const m = this.expAvg.get(n)!, v = this.expAvgSq.get(n)!;
+            m.mul_(b1).add_(grad, 1 - b1);
+            v.mul_(b2).addcmul_(grad, grad, 1 - b2);
+            const denom = v.sqrt().div_(bc2Sqrt).add_(this.opts.eps);
+            p.addcdiv_(m, denom, -stepSize);
+          });
+        }
+      }
+    });
+  }
+
+  /** Named state for checkpoints: `exp_avg.<param>`, `exp_avg_sq.<param>`. */
+  stateTensors(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {};
+    for (const [n, t] of this.expAvg) out[`exp_avg.${n}`] = t;
+    for (const [n, t] of this.expAvgSq) out[`exp_avg_sq.${n}`] = t;
+    return out;
+  }
+  loadStateTensors(state: Record<string, Tensor>, step: number): void {
+    noGrad(() => {
+      for (const [prefix, map] of [['exp_avg', this.expAvg], ['exp_avg_sq', this.expAvgSq]] as const) {
+        for (const [n, t] of map) {
+          const src = state[`${prefix}.${n}`];
+          if (!src) throw new Error(`optimizer state is missing '${prefix}.${n}'`);
+          t.copy_(src);
+        }
+      }
+    });
+    this.step = step;
+  }
+  dispose(): void {
+    for (const t of [...this.expAvg.values(), ...this.expAvgSq.values()]) t.dispose();
+  }
+}
+
+/** Scales gradients so their global L2 norm is at most maxNorm (torch.nn.utils.clip_grad_norm_). Returns the norm. */
+export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
+  return tidy(() => {
+    const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== undefined);
+    const total = F.foreachNorm(grads);
+    const coef = maxNorm / (total + 1e-6);
+    if (coef < 1) noGrad(() => grads.forEach((g) => g.mul_(coef)));
+    return total;
+  });
+}

@@ -1,0 +1,53 @@
+// One forward pass + loss of each method, given a batch and (for JEPA methods) its masks. The trainer
+// calls these, then backward, AdamW and EMA; the PyTorch parity tests call them on fixed weights.
+import { Tensor, tensor, tidy, noGrad, F } from '../tensor/index.js';
+import { VisionTransformer, applyMasks } from '../nn/vit.js';
+import { Predictor, repeatInterleaveBatch } from '../nn/predictor.js';
+import { Expander } from '../nn/expander.js';
+import { cjepaLoss, vicregLoss, type CjepaOptions, type VicregWeights, type AllGather } from './losses.js';
+import type { MaskBatch } from './masks.js';
+
+/** Mask index sets as int64 tensors: context [(B, Lc)], targets M x (B, Lt). */
+export function maskTensors(m: MaskBatch): { ctx: Tensor[]; tgt: Tensor[] } {
+  const toT = (rows: Int32Array[]) => {
+    const L = rows[0]!.length;
+    const flat = new BigInt64Array(rows.length * L);
+    rows.forEach((r, i) => { for (let k = 0; k < L; k++) flat[i * L + k] = BigInt(r[k]!); });
+    return tensor(flat, [rows.length, L]);
+  };
+  return { ctx: [toT(m.context)], tgt: m.targets.map(toT) };
+}
+
+export interface JepaNets {
+  encoder: VisionTransformer;
+  targetEncoder: VisionTransformer;
+  predictor: Predictor;
+}
+
+/** I-JEPA targets: layer-normed target-encoder features of all patches, then each target block. */
+export function jepaTargets(targetEncoder: VisionTransformer, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[]): Tensor {
+  return noGrad(() => tidy(() => {
+    const h = targetEncoder.forward(images);
+    const hn = F.layerNorm(h, [h.size(-1)]);
+    return repeatInterleaveBatch(applyMasks(hn, tgt), images.size(0), ctx.length);
+  }));
+}
+
+/** C-JEPA / I-JEPA loss terms for one batch (I-JEPA is betaVicreg = 0). */
+export function jepaForward(nets: JepaNets, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], o: CjepaOptions, allGather?: AllGather) {
+  return tidy(() => {
+    const h = jepaTargets(nets.targetEncoder, images, ctx, tgt);
+    const zc = nets.encoder.forward(images, ctx);
+    const z = nets.predictor.forward(zc, ctx, tgt);
+    return cjepaLoss(z, h, zc, tgt.length, o, allGather);
+  });
+}
+
+/** VICReg loss terms: encoder -> average-pooled patches -> expander, on two views. */
+export function vicregForward(encoder: VisionTransformer, expander: Expander, view1: Tensor, view2: Tensor, w: VicregWeights, allGather?: AllGather) {
+  return tidy(() => {
+    const x = expander.forward(encoder.forward(view1).mean(1));
+    const y = expander.forward(encoder.forward(view2).mean(1));
+    return vicregLoss(x, y, w, allGather);
+  });
+}
