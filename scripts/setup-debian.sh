@@ -7,4 +7,4 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq \
-  build-essential python3 libtorch-dev libgloo-dev python3-torch python3-torchvision dataset-fashion-mnist >/dev/null
+  build-essential python3 libopenblas0-pthread libtorch-dev libgloo-dev python3-torch python3-torchvision dataset-fashion-mnist >/dev/null
