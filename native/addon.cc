@@ -10,16 +10,20 @@
 namespace cj {
 
 std::atomic<int64_t> g_live{0};
+static std::atomic<int64_t> g_gcReleased{0};  // tensors freed by V8's GC instead of dispose/tidy
 
 // ---------------------------------------------------------------- handles
 
 static void FinalizeHolder(Napi::Env, Holder* h) {
-  if (h->t.defined()) g_live--;
+  if (h->t.defined()) {
+    g_live--;
+    g_gcReleased++;
+  }
   delete h;
 }
 
 Napi::Value Wrap(Napi::Env env, at::Tensor t) {
-  auto* h = new Holder{std::move(t)};
+  auto* h = new Holder{kTensorTag, std::move(t)};
   g_live++;
   return Napi::External<Holder>::New(env, h, FinalizeHolder);
 }
@@ -32,7 +36,8 @@ Napi::Value WrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {
 
 static Holder* HolderOf(const Napi::Value& v) {
   if (!v.IsExternal()) return nullptr;
-  return v.As<Napi::External<Holder>>().Data();
+  auto* h = v.As<Napi::External<Holder>>().Data();
+  return h != nullptr && h->tag == kTensorTag ? h : nullptr;
 }
 
 static at::Tensor& TensorOf(const Napi::Env& env, const Napi::Value& v, size_t i) {
@@ -122,9 +127,15 @@ int DTypeCode(at::ScalarType s) {
   return -1;
 }
 
+struct GenHolder {
+  uint64_t tag = kGeneratorTag;
+  at::Generator g;
+};
+
 static at::Generator& GeneratorOf(const Napi::CallbackInfo& info, size_t i) {
-  if (!info[i].IsExternal()) throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a Generator");
-  return *info[i].As<Napi::External<at::Generator>>().Data();
+  GenHolder* g = info[i].IsExternal() ? info[i].As<Napi::External<GenHolder>>().Data() : nullptr;
+  if (g == nullptr || g->tag != kGeneratorTag) throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a Generator");
+  return g->g;
 }
 
 c10::optional<at::Generator> OG(const Napi::CallbackInfo& info, size_t i) {
@@ -147,6 +158,7 @@ static std::string DescribeArg(const Napi::Value& v) {
     s << "Tensor" << h->t.sizes() << ":" << c10::toString(h->t.scalar_type());
     return s.str();
   }
+  if (v.IsExternal()) return "<external>";
   if (v.IsNumber()) return std::to_string(v.As<Napi::Number>().DoubleValue());
   if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
   if (v.IsString()) return "'" + v.As<Napi::String>().Utf8Value() + "'";
@@ -162,9 +174,13 @@ static std::string DescribeArg(const Napi::Value& v) {
 }
 
 static std::string DescribeCall(const Napi::CallbackInfo& info) {
-  std::string s = "(";
-  for (size_t i = 0; i < info.Length(); i++) s += (i ? ", " : "") + DescribeArg(info[i]);
-  return s + ")";
+  try {  // runs inside a catch handler: nothing may escape from here (it would terminate the process)
+    std::string s = "(";
+    for (size_t i = 0; i < info.Length(); i++) s += (i ? ", " : "") + DescribeArg(info[i]);
+    return s + ")";
+  } catch (...) {
+    return "(...)";
+  }
 }
 
 struct OpEntry {
@@ -209,6 +225,7 @@ static Napi::Value IsDisposed(const Napi::CallbackInfo& info) {
 }
 
 static Napi::Value LiveTensors(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), (double)g_live.load()); }
+static Napi::Value GcReleasedTensors(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), (double)g_gcReleased.load()); }
 
 static Napi::Value Shape(const Napi::CallbackInfo& info) {
   auto& t = T(info, 0);
@@ -291,6 +308,11 @@ static Napi::Value Grad(const Napi::CallbackInfo& info) {
 static Napi::Value SetGrad(const Napi::CallbackInfo& info) {
   auto& t = T(info, 0);
   auto g = OT(info, 1);
+  if (g.has_value()) {  // the checks PyTorch makes on `x.grad = g`
+    TORCH_CHECK(g->sizes() == t.sizes(), "assigned grad has data of a different size: ", g->sizes(), " vs ", t.sizes());
+    TORCH_CHECK(g->scalar_type() == t.scalar_type(), "assigned grad has data of a different type");
+    TORCH_CHECK(g->device() == t.device(), "assigned grad has data located on a different device");
+  }
   t.mutable_grad() = g.has_value() ? *g : at::Tensor();
   return info.Env().Undefined();
 }
@@ -307,10 +329,10 @@ static Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
 static Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled()); }
 
 // ---- RNG
-static void FinalizeGenerator(Napi::Env, at::Generator* g) { delete g; }
+static void FinalizeGenerator(Napi::Env, GenHolder* g) { delete g; }
 static Napi::Value GeneratorNew(const Napi::CallbackInfo& info) {
-  auto* g = new at::Generator(at::make_generator<at::CPUGeneratorImpl>((uint64_t)I(info, 0)));
-  return Napi::External<at::Generator>::New(info.Env(), g, FinalizeGenerator);
+  auto* g = new GenHolder{kGeneratorTag, at::make_generator<at::CPUGeneratorImpl>((uint64_t)I(info, 0))};
+  return Napi::External<GenHolder>::New(info.Env(), g, FinalizeGenerator);
 }
 static Napi::Value GeneratorGetState(const Napi::CallbackInfo& info) {
   auto& g = GeneratorOf(info, 0);
@@ -325,8 +347,8 @@ static Napi::Value GeneratorSetState(const Napi::CallbackInfo& info) {
 }
 static Napi::Value DefaultGenerator(const Napi::CallbackInfo& info) {
   // A non-owning view of libtorch's global CPU generator (used by dropout and friends).
-  auto* g = new at::Generator(at::detail::getDefaultCPUGenerator());
-  return Napi::External<at::Generator>::New(info.Env(), g, FinalizeGenerator);
+  auto* g = new GenHolder{kGeneratorTag, at::detail::getDefaultCPUGenerator()};
+  return Napi::External<GenHolder>::New(info.Env(), g, FinalizeGenerator);
 }
 static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   auto g = at::detail::getDefaultCPUGenerator();
@@ -338,7 +360,8 @@ static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
 // ---- threads
 static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   int64_t n = I(info, 0);
-  if (n < 1) throw Napi::RangeError::New(info.Env(), "thread count must be >= 1");
+  // an absurd count makes libgomp try to spawn that many threads at the next parallel region (hang, then abort)
+  if (n < 1 || n > 1024) throw Napi::RangeError::New(info.Env(), "thread count must be in [1, 1024], got " + std::to_string(n));
   at::set_num_threads((int)n);
   return info.Env().Undefined();
 }
@@ -349,6 +372,7 @@ void RegisterCore(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "dispose", Dispose);
   Def(env, exports, "isDisposed", IsDisposed);
   Def(env, exports, "liveTensors", LiveTensors);
+  Def(env, exports, "gcReleasedTensors", GcReleasedTensors);
   Def(env, exports, "shape", Shape);
   Def(env, exports, "dtype", DType);
   Def(env, exports, "device", DeviceOf);

@@ -11,7 +11,13 @@
 
 namespace cj {
 
+// Every External the addon makes starts with a tag, so a Generator handle passed where a Tensor is
+// expected (or the reverse) is refused instead of being reinterpreted.
+constexpr uint64_t kTensorTag = 0x636a54656e736f72ULL;  // "cjTensor"
+constexpr uint64_t kGeneratorTag = 0x636a47656e657261ULL;  // "cjGenera"
+
 struct Holder {
+  uint64_t tag = kTensorTag;
   at::Tensor t;
 };
 

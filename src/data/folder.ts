@@ -109,6 +109,12 @@ function tmpCachePath(root: string): string {
   return join(tmpdir(), `cjepa-filelist-${h}.json`);
 }
 
+/** Where the file list of `root` is cached on disk: in the folder, else in os.tmpdir(). */
+export function fileListCachePaths(root: string): { inFolder: string; fallback: string } {
+  root = resolve(root);
+  return { inFolder: join(root, FILELIST_CACHE_NAME), fallback: tmpCachePath(root) };
+}
+
 function readCacheFile(path: string, root: string): FileList | null {
   try {
     const c = JSON.parse(readFileSync(path, 'utf8')) as CacheFile;

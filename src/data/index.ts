@@ -27,7 +27,7 @@ export {
   parseDataSpec,
   resolveNorm,
 } from './specs.js';
-export { FolderDataset, FILELIST_CACHE_NAME, IMAGE_EXTENSIONS, decodeImage, listFolder, scanFolder, type FolderOptions } from './folder.js';
+export { FolderDataset, FILELIST_CACHE_NAME, clearFolderMemoryCache, fileListCachePaths, IMAGE_EXTENSIONS, decodeImage, listFolder, scanFolder, type FolderOptions } from './folder.js';
 export { encodeIdx, parseIdx, readIdxFile } from './idx.js';
 export {
   type BlurSpec,

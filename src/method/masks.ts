@@ -185,7 +185,7 @@ export class MultiBlockMaskSampler {
     return new Error(
       `MultiBlockMaskSampler (${mode}): cannot place a valid ${what} block of ${hw[0]}x${hw[1]} patches ` +
         `on a ${H}x${W} grid with minKeep=${minKeep} (each block needs ${need} patches): ${detail}. ` +
-        `Lower minKeep (e.g. smallGridMaskConfig) or use mode 'unbiased'.`,
+        `Lower minKeep (masks.minKeep; e.g. smallGridMaskConfig)` + (mode === 'faithful' ? " or use mode 'unbiased'." : ' or raise the block scales.'),
     );
   }
 

@@ -6,7 +6,7 @@ import { Block, LayerNorm, ModuleList, PatchEmbed } from './layers.js';
 import { sincos2dPosEmbed } from './pos_embed.js';
 import { noGrad } from '../tensor/index.js';
 
-export interface ViTSize { embedDim: number; depth: number; numHeads: number }
+export interface ViTSize { embedDim: number; depth: number; numHeads: number; mlpRatio?: number }
 
 /** Named sizes (dim / depth / heads) of the I-JEPA code. */
 export const VIT_SIZES: Record<string, ViTSize> = {
@@ -15,7 +15,7 @@ export const VIT_SIZES: Record<string, ViTSize> = {
   vit_base: { embedDim: 768, depth: 12, numHeads: 12 },
   vit_large: { embedDim: 1024, depth: 24, numHeads: 16 },
   vit_huge: { embedDim: 1280, depth: 32, numHeads: 16 },
-  vit_giant: { embedDim: 1408, depth: 40, numHeads: 16 },
+  vit_giant: { embedDim: 1408, depth: 40, numHeads: 16, mlpRatio: 48 / 11 }, // official MLP ratio 48/11 (hidden 6144)
 };
 
 export interface ViTConfig {

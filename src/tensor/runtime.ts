@@ -50,3 +50,11 @@ export function manualSeed(seed: number): void {
 export function liveTensors(): number {
   return native.liveTensors();
 }
+
+/**
+ * Tensors that were never disposed and were freed by V8's garbage collector instead: each one held
+ * native memory the GC could not see. A leak gauge for code that should release deterministically.
+ */
+export function gcReleasedTensors(): number {
+  return native.gcReleasedTensors();
+}

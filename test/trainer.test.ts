@@ -1,0 +1,165 @@
+// End-to-end pretraining on a tiny IDX dataset: all three methods, kill + resume equivalence,
+// non-finite loss handling, config validation, and the CLI.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { fileURLToPath } from 'node:url';
+import { encodeIdx } from '../src/data/index.js';
+import { resolveConfig, type PretrainConfig } from '../src/config.js';
+import { pretrain } from '../src/method/trainer.js';
+import { loadTensors } from '../src/io/tensors.js';
+import { resolveCheckpointDir } from '../src/method/checkpoint.js';
+import { maxAbsDiff } from './util/pytorch.js';
+import { setNumThreads, getNumThreads, liveTensors, gcReleasedTensors } from '../src/tensor/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cjepa-trainer-'));
+const N = 96, S = 16;
+// Synthetic 16x16 grayscale images: a bright square at a class-dependent place, with noise.
+{
+  const img = new Uint8Array(N * S * S), lab = new Uint8Array(N);
+  let seed = 1;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  for (let i = 0; i < N; i++) {
+    lab[i] = i % 4;
+    const oy = (lab[i]! >> 1) * 8, ox = (lab[i]! & 1) * 8;
+    for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) {
+      const inside = y >= oy && y < oy + 8 && x >= ox && x < ox + 8;
+      img[i * S * S + y * S + x] = Math.min(255, Math.floor((inside ? 180 : 30) + rnd() * 60));
+    }
+  }
+  writeFileSync(join(dir, 'img.idx'), encodeIdx([N, S, S], img));
+  writeFileSync(join(dir, 'lab.idx'), encodeIdx([N], lab));
+}
+const DATA = `idx:${join(dir, 'img.idx')},${join(dir, 'lab.idx')}`;
+
+function tinyConfig(method: PretrainConfig['method'], out: string, extra: Record<string, unknown> = {}): PretrainConfig {
+  return resolveConfig(undefined, {
+    method, data: DATA, out: join(dir, out), workers: 0, threads: 1, seed: 3,
+    model: { name: 'vit_tiny', patch: 4, imgSize: 16, depth: 1, embedDim: 32, numHeads: 2 },
+    predictor: { embedDim: 16, depth: 1, numHeads: 2 },
+    masks: { minKeep: 1, targetScale: [0.15, 0.25], contextScale: [0.85, 1.0] },
+    cjepa: { betaVicreg: 0.1 },
+    vicreg: { expander: [64, 64] },
+    optim: { batch: 16, steps: 6, warmupEpochs: 0.2 },
+    log: { every: 1, monitorEvery: 3, checkpointEvery: 3, monitorSamples: 32 },
+    ...extra,
+  });
+}
+
+const quiet = { onMessage: () => {} };
+
+for (const method of ['ijepa', 'cjepa', 'vicreg'] as const) {
+  test(`${method}: trains end to end, logs metrics, writes checkpoints with official names`, async () => {
+    const cfg = tinyConfig(method, `run-${method}`);
+    const r = await pretrain(cfg, quiet);
+    assert.equal(r.steps, 6);
+    assert.ok(Number.isFinite(r.finalLoss));
+    const lines = readFileSync(join(cfg.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const steps = lines.filter((l) => l.kind === 'step');
+    const mons = lines.filter((l) => l.kind === 'monitor');
+    assert.equal(steps.length, 6);
+    assert.ok(mons.length >= 2, 'collapse monitors logged');
+    for (const s of steps) {
+      for (const k of ['step', 'epoch', 'loss', 'lr', 'wd', 'momentum', 'imgs_per_s', 'data_wait_ms']) assert.ok(k in s, `metrics line has ${k}`);
+    }
+    if (method === 'cjepa') for (const k of ['jepa', 'vicreg', 'inv', 'var', 'cov']) assert.ok(k in steps[0].terms, `C-JEPA logs ${k}`);
+    if (method === 'vicreg') for (const k of ['inv', 'var', 'cov']) assert.ok(k in steps[0].terms, `VICReg logs ${k}`);
+    for (const m of mons) assert.ok(m.rankme >= 1 && m.rankme <= 32 + 1e-6 && m.std >= 0);
+    const ck = resolveCheckpointDir(cfg.out);
+    const enc = loadTensors(join(ck, 'encoder.safetensors')).tensors;
+    for (const k of ['patch_embed.proj.weight', 'pos_embed', 'blocks.0.attn.qkv.weight', 'blocks.0.mlp.fc1.weight', 'norm.weight']) assert.ok(k in enc, k);
+    if (method !== 'vicreg') {
+      const pred = loadTensors(join(ck, 'predictor.safetensors')).tensors;
+      for (const k of ['predictor_embed.weight', 'mask_token', 'predictor_blocks.0.attn.qkv.weight', 'predictor_norm.weight', 'predictor_proj.weight']) assert.ok(k in pred, k);
+      assert.ok(existsSync(join(ck, 'target_encoder.safetensors')));
+    } else {
+      assert.ok(existsSync(join(ck, 'expander.safetensors')));
+    }
+    assert.ok(existsSync(join(ck, 'optimizer.safetensors')) && existsSync(join(ck, 'state.json')));
+    assert.ok(existsSync(join(cfg.out, 'loss.png')), 'loss plot written');
+  });
+}
+
+test('a run killed after step 4 and resumed equals the uninterrupted run (single thread: identical)', async () => {
+  const prev = getNumThreads();
+  setNumThreads(1);
+  try {
+    const full = tinyConfig('cjepa', 'resume-full');
+    await pretrain(full, quiet);
+    const killed = tinyConfig('cjepa', 'resume-killed');
+    const r1 = await pretrain(killed, { ...quiet, killAfterSteps: 4 });
+    assert.equal(r1.steps, 4);
+    // the last checkpoint is step 3: the kill lost step 4 only
+    assert.equal(JSON.parse(readFileSync(join(killed.out, 'latest.json'), 'utf8')).step, 3);
+    await assert.rejects(pretrain(killed, quiet), /already holds a run.*--resume/);
+    const r2 = await pretrain(killed, { ...quiet, resume: true });
+    assert.equal(r2.steps, 6);
+    for (const stem of ['encoder', 'target_encoder', 'predictor', 'optimizer']) {
+      const a = loadTensors(join(resolveCheckpointDir(full.out), `${stem}.safetensors`)).tensors;
+      const b = loadTensors(join(resolveCheckpointDir(killed.out), `${stem}.safetensors`)).tensors;
+      assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort());
+      for (const k of Object.keys(a)) assert.equal(maxAbsDiff(a[k]!, b[k]!), 0, `${stem}.${k} differs after resume`);
+    }
+    const steps = readFileSync(join(killed.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === 'step');
+    assert.deepEqual(steps.map((s) => s.step), [1, 2, 3, 4, 5, 6], 'metrics of the lost step were replaced, not duplicated');
+  } finally {
+    setNumThreads(prev);
+  }
+});
+
+test('a non-finite loss stops training naming the step and the term, keeping the last checkpoint', async () => {
+  const cfg = tinyConfig('ijepa', 'nan', { optim: { batch: 16, steps: 6, lr: 1e30, startLr: 1e30, warmupEpochs: 0 } });
+  await assert.rejects(pretrain(cfg, quiet), /non-finite loss at step \d+: term 'loss'/);
+});
+
+test('bad config values are refused before any work, naming the field', () => {
+  assert.throws(() => tinyConfig('cjepa', 'bad', { optim: { batch: 1 } }), /'optim\.batch' must be >= 2/);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { model: { imgSize: 18 } }), /'model\.imgSize'.*divisible/);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { placement: 'nowhere' } }), /'cjepa\.placement'/);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { optim: { lrr: 1 } }), /unknown field 'optim\.lrr'/);
+  assert.throws(() => resolveConfig(undefined, { method: 'simclr' }), /'method' must be cjepa, ijepa or vicreg/);
+});
+
+test('tensors do not leak across training runs', async () => {
+  // collect earlier tests' unreferenced handles first, so the count is exact
+  v8.setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const settle = async () => { // napi finalizers run after the GC, on a later tick
+    for (let i = 0; i < 3; i++) { gc(); await new Promise((r) => setImmediate(r)); }
+  };
+  await settle();
+  const before = liveTensors(), gcBefore = gcReleasedTensors();
+  await pretrain(tinyConfig('ijepa', 'leak'), quiet);
+  await settle();
+  assert.equal(liveTensors(), before, 'every tensor of the run is released');
+  assert.equal(gcReleasedTensors(), gcBefore, 'and released deterministically (none left to the GC)');
+});
+
+test('cjepa pretrain CLI: flags override the config file; errors are clear', () => {
+  const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  const cfgPath = join(dir, 'cfg.yaml');
+  writeFileSync(cfgPath, [
+    'method: vicreg', `data: "${DATA}"`, 'workers: 0', 'threads: 1',
+    'model: { name: vit_tiny, patch: 4, imgSize: 16, depth: 1, embedDim: 32, numHeads: 2 }',
+    'vicreg: { expander: [32, 32] }', 'masks: { minKeep: 1 }', 'optim: { batch: 16, steps: 3 }', 'log: { every: 1, monitorEvery: 0, checkpointEvery: 10 }',
+  ].join('\n'));
+  const out = join(dir, 'cli-run');
+  const r = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--method', 'ijepa', '--steps', '2', '--out', out], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const state = JSON.parse(readFileSync(join(resolveCheckpointDir(out), 'state.json'), 'utf8'));
+  assert.equal(state.method, 'ijepa');
+  assert.equal(state.step, 2);
+  const bad = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--img-size', '18', '--out', join(dir, 'x')], { encoding: 'utf8' });
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /model\.imgSize/);
+  const missing = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--data', 'folder:/nonexistent/dir', '--out', join(dir, 'y')], { encoding: 'utf8' });
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /nonexistent/);
+});
+
+test.after(() => rmSync(dir, { recursive: true, force: true }));
