@@ -1,0 +1,19 @@
+// cjepa: the public library API.
+export * from './tensor/index.js';
+export { saveTensors, loadTensors } from './io/tensors.js';
+export * from './io/safetensors.js';
+export { Module } from './nn/module.js';
+export * from './nn/layers.js';
+export { VisionTransformer, VIT_SIZES, vitConfig, applyMasks, type ViTConfig } from './nn/vit.js';
+export { Predictor, type PredictorConfig } from './nn/predictor.js';
+export { Expander } from './nn/expander.js';
+export { sincos2dPosEmbed } from './nn/pos_embed.js';
+export * from './method/masks.js';
+export * from './method/losses.js';
+export { emaUpdate } from './method/ema.js';
+export { AdamW, ijepaParamGroups, clipGradNorm } from './method/optim.js';
+export * from './method/schedulers.js';
+export { jepaForward, vicregForward, maskTensors, jepaTargets } from './method/step.js';
+export { pretrain, buildNetworks, type PretrainOptions, type PretrainResult } from './method/trainer.js';
+export { resolveConfig, validateConfig, DEFAULT_CONFIG, type PretrainConfig } from './config.js';
+export * from './eval/monitors.js';
