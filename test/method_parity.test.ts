@@ -139,7 +139,7 @@ function runVicreg(): StepResult {
   useReferenceGrads('vicreg', mods);
   opt.update(LR, WD);
   record(out, 'param', mods);
-  noGrad(() => { for (const [n, b] of expander.namedBuffers()) out[`buffer.expander.${n}`] = b.clone(); });
+  noGrad(() => { for (const [n, b] of expander.namedBuffers()) out[`buffer.expander.${n}`] = b.to('float32').reshape([-1]); });
   opt.dispose(); encoder.dispose(); expander.dispose();
   return out;
 }

@@ -1,5 +1,5 @@
 // Building blocks with the official I-JEPA / timm parameter names and initialisation.
-import { Tensor, Generator, F, zeros, ones, empty, tidy } from '../tensor/index.js';
+import { Tensor, Generator, F, zeros, ones, empty, tidy, noGrad } from '../tensor/index.js';
 import { Module } from './module.js';
 import { truncNormal_ } from './init.js';
 
@@ -41,14 +41,18 @@ export class BatchNorm1d extends Module {
   readonly bias: Tensor;
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
+  readonly numBatchesTracked: Tensor;
   constructor(readonly dim: number, readonly eps = 1e-5, readonly momentum = 0.1) {
     super();
     this.weight = this.param('weight', ones([dim]));
     this.bias = this.param('bias', zeros([dim]));
     this.runningMean = this.buffer('running_mean', zeros([dim]));
     this.runningVar = this.buffer('running_var', ones([dim]));
+    // kept for state-dict compatibility with torch.nn.BatchNorm1d
+    this.numBatchesTracked = this.buffer('num_batches_tracked', zeros([], { dtype: 'int64' }));
   }
   forward(x: Tensor): Tensor {
+    if (this.training) noGrad(() => this.numBatchesTracked.add_(1));
     return F.batchNorm(x, this.runningMean, this.runningVar, {
       weight: this.weight, bias: this.bias, training: this.training, momentum: this.momentum, eps: this.eps,
     });

@@ -359,5 +359,4 @@ def vicreg_step(inp, out, tag, cfg):
     optimizer.zero_grad()
     _record(out, tag, modules, 'param')
     for n, b in proj.named_buffers():
-        if b.is_floating_point():
-            out[f'{tag}buffer.expander.{n}'] = b.clone()
+        out[f'{tag}buffer.expander.{n}'] = b.float().reshape(-1).clone()  # num_batches_tracked too
