@@ -16,4 +16,4 @@ export * from './method/schedulers.js';
 export { jepaForward, vicregForward, maskTensors, jepaTargets } from './method/step.js';
 export { pretrain, buildNetworks, type PretrainOptions, type PretrainResult } from './method/trainer.js';
 export { resolveConfig, validateConfig, DEFAULT_CONFIG, type PretrainConfig } from './config.js';
-export * from './eval/monitors.js';
+export * from './eval/index.js';

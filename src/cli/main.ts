@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `cjepa` command line: pretrain (and, as they land, eval and embed).
+// The `cjepa` command line: pretrain, eval, embed.
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -8,6 +8,7 @@ import cliProgress from 'cli-progress';
 import { resolveConfig } from '../config.js';
 import { pretrain, type StepLog, type MonitorLog } from '../method/trainer.js';
 import { DATA_SPEC_HELP } from '../data/index.js';
+import { registerEvalCommands } from './eval_commands.js';
 
 const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
 
@@ -147,6 +148,7 @@ export function buildCli(): Command {
       console.error(`metrics: ${join(cfg.out, 'metrics.jsonl')}, plots: ${join(cfg.out, 'loss.png')}, ${join(cfg.out, 'rankme.png')}`);
     });
 
+  registerEvalCommands(program);
   return program;
 }
 

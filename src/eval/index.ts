@@ -1,0 +1,247 @@
+// Evaluation: frozen features, k-NN, linear probe, fine-tuning, collapse monitors, and the two
+// end-to-end entry points behind `cjepa eval` and `cjepa embed`.
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Tensor, tensor, tidy } from '../tensor/index.js';
+import { saveTensors } from '../io/tensors.js';
+import { openDataset, openDatasets, permutation, type Dataset } from '../data/index.js';
+import { loadEncoderFromCheckpoint, type EncoderChoice, type LoadedEncoder } from './load_encoder.js';
+import { extractFeatures, pooledDim, type Pooling } from './features.js';
+import { knnClassify, type KnnOptions } from './knn.js';
+import { linearProbe, type LinearProbeOptions } from './linear_probe.js';
+import { finetune, type FinetuneOptions } from './finetune.js';
+import { rankMe, normalisedStd, covarianceSpectrum } from './monitors.js';
+
+export * from './monitors.js';
+export { extractFeatures, poolFeatures, pooledDim, evalLoader, POOLINGS, type Pooling, type Features, type ExtractOptions } from './features.js';
+export { knnClassify, type KnnOptions, type KnnResult } from './knn.js';
+export {
+  linearProbe, trainLinear, predictLinear, linearObjective, fitStandardizer, standardize, accuracy,
+  type LinearProbeOptions, type LinearProbeResult, type LinearModel, type Standardizer, type TrainLinearOptions,
+} from './linear_probe.js';
+export { finetune, layerId, layerScales, type FinetuneOptions, type FinetuneResult } from './finetune.js';
+export {
+  loadEncoderFromCheckpoint, inferEncoderConfig, encoderConfigFromPretrain,
+  type LoadedEncoder, type LoadEncoderOptions, type EncoderChoice,
+} from './load_encoder.js';
+
+export type Protocol = 'knn' | 'linear' | 'finetune';
+export const PROTOCOLS: readonly Protocol[] = ['knn', 'linear', 'finetune'];
+
+interface EncoderSource {
+  /** Run directory, checkpoint directory or .safetensors file. */
+  checkpoint: string;
+  /** 'auto' (target encoder, else encoder), 'target_encoder' or 'encoder'. */
+  which?: EncoderChoice;
+  /** Architecture for a bare .safetensors file (pretrain config, state.json or config.json). */
+  config?: string;
+  /** Heads when the architecture is inferred from shapes. */
+  heads?: number;
+}
+
+export interface EvaluateOptions extends EncoderSource {
+  /** Training set spec (`--data`). */
+  data: string;
+  /** Test set spec; default: a seeded valSplit of `data`. */
+  valData?: string;
+  /** Fraction of `data` held out as the test set when valData is absent (default 0.1). */
+  valSplit?: number;
+  seed?: number;
+  /** Default ['knn', 'linear']; [] = collapse monitors only. */
+  protocols?: Protocol[];
+  batchSize?: number;
+  pooling?: Pooling;
+  workers?: number;
+  knn?: KnnOptions;
+  linear?: LinearProbeOptions;
+  finetune?: FinetuneOptions;
+  /** Rows of train features used for the monitors (seeded subset; default 16384). */
+  monitorSamples?: number;
+  onMessage?: (msg: string) => void;
+}
+
+/** The result of `cjepa eval` (also its --json output). Accuracies are fractions in [0, 1]. */
+export interface EvalReport {
+  checkpoint: string;
+  network: string;
+  architecture: LoadedEncoder['architecture'];
+  step: number | null;
+  method: string | null;
+  data: string;
+  test_data: string;
+  pooling: Pooling;
+  embedding_dim: number;
+  n_train: number;
+  n_test: number;
+  num_classes: number;
+  knn_top1?: Record<string, number>;
+  knn_k_used?: Record<string, number>;
+  knn_temperature?: number;
+  linear_top1?: number;
+  linear_train_top1?: number;
+  linear_l2?: number;
+  linear_sweep?: { l2: number; valTop1: number }[];
+  finetune_top1?: number;
+  finetune_epoch_loss?: number[];
+  /** RankMe of the train features (1..min(N, D)). */
+  rankme: number;
+  /** Per-dimension std of the L2-normalised train features (healthy ~ 1/sqrt(D), 0 at collapse). */
+  normalised_std: number;
+  /** Largest eigenvalues (at most 64) of the train features' covariance, largest first. */
+  eigenspectrum: number[];
+  monitor_samples: number;
+  time_s: number;
+}
+
+function labelsOk(ds: Dataset): boolean {
+  if (ds.numClasses <= 0) return false;
+  for (let i = 0; i < ds.length; i++) if (ds.labelOf(i) < 0) return false;
+  return true;
+}
+
+/** Seeded subset of at most n rows (all rows when N <= n). */
+function sampleRows(x: Tensor, n: number, seed: number): Tensor {
+  const N = x.size(0);
+  if (N <= n) return x.clone();
+  const idx = permutation(N, seed, -3).slice(0, n).sort();
+  return tidy(() => x.indexSelect(0, tensor(idx, [n]).long()));
+}
+
+/** Loads the encoder of a checkpoint, extracts frozen features and runs the requested protocols. */
+export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport> {
+  const t0 = Date.now();
+  const say = o.onMessage ?? (() => {});
+  const protocols = [...new Set<Protocol>(o.protocols ?? ['knn', 'linear'])];
+  for (const p of protocols) if (!PROTOCOLS.includes(p)) throw new Error(`unknown protocol '${String(p)}' (expected ${PROTOCOLS.join(', ')})`);
+  const pooling = o.pooling ?? 'mean';
+  const seed = o.seed ?? 0;
+  const valSplit = o.valData ? undefined : (o.valSplit ?? 0.1);
+  if (valSplit !== undefined && !(valSplit > 0 && valSplit < 1)) throw new Error(`--val-split must be in (0, 1), got ${valSplit}`);
+
+  const loaded = loadEncoderFromCheckpoint(o.checkpoint, { which: o.which, config: o.config, heads: o.heads });
+  const enc = loaded.encoder;
+  const feats: Tensor[] = [];
+  try {
+    const { train, val } = await openDatasets(o.data, { valData: o.valData, valSplit, seed });
+    const test = val!;
+    const needLabels = protocols.length > 0;
+    if (needLabels) {
+      for (const ds of [train, test]) {
+        if (!labelsOk(ds)) {
+          throw new Error(`${ds.spec} is unlabelled (or has unlabelled samples): --protocol ${protocols.join(',')} needs class labels ` +
+            '(use `cjepa embed` for unlabelled data)');
+        }
+      }
+    }
+    const numClasses = Math.max(train.numClasses, test.numClasses);
+    say(`encoder: ${loaded.network} (${loaded.architecture}) ${loaded.file}, ${enc.blocks.length} blocks, dim ${enc.embedDim}, ` +
+      `${loaded.imgSize} px / patch ${loaded.patchSize}, ${loaded.channels} ch; pooling ${pooling} -> ${pooledDim(enc, pooling)} dims`);
+    say(`train: ${train.spec} (${train.length}); test: ${test.spec} (${test.length})`);
+    const xo = { batchSize: o.batchSize ?? 128, pooling, workers: o.workers ?? 0, onSkip: (s: string, r: string) => say(`[data] skipping ${s}: ${r}`) };
+    const tr = await extractFeatures(enc, train, xo);
+    feats.push(tr.features);
+    const te = await extractFeatures(enc, test, xo);
+    feats.push(te.features);
+    say(`features: train ${tr.features.shape.join('x')}, test ${te.features.shape.join('x')}`);
+
+    const mon = sampleRows(tr.features, o.monitorSamples ?? 16384, seed);
+    feats.push(mon);
+    const report: EvalReport = {
+      checkpoint: loaded.file, network: loaded.network, architecture: loaded.architecture,
+      step: loaded.step ?? null, method: loaded.method ?? null,
+      data: train.spec, test_data: test.spec, pooling, embedding_dim: tr.features.size(1),
+      n_train: train.length, n_test: test.length, num_classes: numClasses,
+      rankme: rankMe(mon), normalised_std: normalisedStd(mon), eigenspectrum: covarianceSpectrum(mon).slice(0, 64),
+      monitor_samples: mon.size(0), time_s: 0,
+    };
+    if (protocols.includes('knn')) {
+      const r = knnClassify(tr.features, tr.labels, te.features, te.labels, { numClasses, ...o.knn });
+      report.knn_top1 = r.top1;
+      report.knn_k_used = r.kUsed;
+      report.knn_temperature = o.knn?.temperature ?? 0.07;
+      say(`k-NN: ${Object.entries(r.top1).map(([k, v]) => `k=${k} ${(100 * v).toFixed(2)}%`).join(', ')}`);
+    }
+    if (protocols.includes('linear')) {
+      const r = linearProbe(tr.features, tr.labels, te.features, te.labels, { numClasses, seed, ...o.linear });
+      report.linear_top1 = r.top1;
+      report.linear_train_top1 = r.trainTop1;
+      report.linear_l2 = r.l2;
+      report.linear_sweep = r.sweep;
+      say(`linear probe: ${(100 * r.top1).toFixed(2)}% (l2 ${r.l2}, chosen on ${r.nVal} held-out train samples)`);
+    }
+    if (protocols.includes('finetune')) {
+      say('fine-tuning the encoder (frozen-feature results above are unaffected)...');
+      const r = await finetune(enc, train, test, {
+        numClasses, seed, workers: o.workers ?? 0, ...o.finetune,
+        onLog: o.finetune?.onLog ?? ((l) => { if (l.step % 50 === 0) say(`  fine-tune step ${l.step} epoch ${l.epoch} loss ${l.loss.toFixed(4)}`); }),
+      });
+      report.finetune_top1 = r.top1;
+      report.finetune_epoch_loss = r.epochLoss;
+      say(`fine-tuning: ${(100 * r.top1).toFixed(2)}%`);
+    }
+    report.time_s = (Date.now() - t0) / 1000;
+    return report;
+  } finally {
+    feats.forEach((t) => t.dispose());
+    enc.dispose();
+  }
+}
+
+export interface EmbedOptions extends EncoderSource {
+  data: string;
+  /** Output .safetensors file (written atomically). */
+  out: string;
+  batchSize?: number;
+  pooling?: Pooling;
+  workers?: number;
+  onMessage?: (msg: string) => void;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface EmbedResult {
+  out: string;
+  n: number;
+  dim: number;
+  network: string;
+  /** Whether file paths were stored (folder datasets). */
+  paths: boolean;
+}
+
+/**
+ * Embeds every sample of a dataset and writes a safetensors file with
+ *  - `embeddings` (N, D) float32, row i = sample `indices[i]` (dataset order),
+ *  - `indices` (N) int64, and `labels` (N) int64 (-1 when unlabelled),
+ *  - `__metadata__`: `paths` (JSON array, row order; folder datasets only), `data`, `checkpoint`,
+ *    `network`, `pooling`, `format` = "cjepa-embeddings/1".
+ */
+export async function embedDataset(o: EmbedOptions): Promise<EmbedResult> {
+  const say = o.onMessage ?? (() => {});
+  const loaded = loadEncoderFromCheckpoint(o.checkpoint, { which: o.which, config: o.config, heads: o.heads });
+  const enc = loaded.encoder;
+  try {
+    const ds = await openDataset(o.data);
+    const pooling = o.pooling ?? 'mean';
+    say(`embedding ${ds.spec} (${ds.length}) with ${loaded.network} ${loaded.file}, pooling ${pooling}`);
+    const f = await extractFeatures(enc, ds, {
+      batchSize: o.batchSize ?? 128, pooling, workers: o.workers ?? 0, onProgress: o.onProgress,
+      onSkip: (s, r) => say(`[data] skipping ${s}: ${r} (its row holds a replacement sample; see indices)`),
+    });
+    const idx = tensor(BigInt64Array.from(f.indices, (i) => BigInt(i)), [f.indices.length]);
+    const lab = tensor(BigInt64Array.from(f.labels, (i) => BigInt(i)), [f.labels.length]);
+    const out = resolve(o.out);
+    try {
+      const meta: Record<string, string> = {
+        format: 'cjepa-embeddings/1', data: ds.spec, checkpoint: loaded.file, network: loaded.network, pooling,
+      };
+      const paths = ds.paths;
+      if (paths) meta['paths'] = JSON.stringify(Array.from(f.indices, (i) => paths[i]!));
+      mkdirSync(dirname(out), { recursive: true });
+      saveTensors(out, { embeddings: f.features, indices: idx, labels: lab }, meta);
+      return { out, n: f.features.size(0), dim: f.features.size(1), network: loaded.network, paths: paths !== undefined };
+    } finally {
+      f.features.dispose(); idx.dispose(); lab.dispose();
+    }
+  } finally {
+    enc.dispose();
+  }
+}

@@ -1,0 +1,123 @@
+// `cjepa eval` / `cjepa embed` as processes (dist/src/cli/eval_commands.js): one JSON object on stdout
+// with --json, a table without, the embeddings file, and clear errors with exit status 1.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { encodeIdx } from '../src/data/index.js';
+import { resolveConfig } from '../src/config.js';
+import { pretrain } from '../src/method/trainer.js';
+import { loadTensors } from '../src/io/tensors.js';
+import { registerEvalCommands, main } from '../src/cli/eval_commands.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cjepa-eval-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const CLI = fileURLToPath(new URL('../src/cli/eval_commands.js', import.meta.url));
+
+const N = 64, S = 16;
+{
+  const img = new Uint8Array(N * S * S), lab = new Uint8Array(N);
+  let seed = 5;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  for (let i = 0; i < N; i++) {
+    lab[i] = i % 4;
+    const oy = (lab[i]! >> 1) * 8, ox = (lab[i]! & 1) * 8;
+    for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) {
+      const inside = y >= oy && y < oy + 8 && x >= ox && x < ox + 8;
+      img[i * S * S + y * S + x] = Math.min(255, Math.floor((inside ? 180 : 30) + rnd() * 60));
+    }
+  }
+  writeFileSync(join(dir, 'img.idx'), encodeIdx([N, S, S], img));
+  writeFileSync(join(dir, 'lab.idx'), encodeIdx([N], lab));
+}
+const DATA = `idx:${join(dir, 'img.idx')},${join(dir, 'lab.idx')}`;
+const RUN = join(dir, 'run');
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, CJEPA_THREADS: '1' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+before(async () => {
+  const r = await pretrain(resolveConfig(undefined, {
+    method: 'cjepa', data: DATA, out: RUN, workers: 0, threads: 1, seed: 1,
+    model: { name: 'vit_tiny', patch: 4, imgSize: 16, depth: 2, embedDim: 32, numHeads: 2 },
+    predictor: { embedDim: 16, depth: 1, numHeads: 2 },
+    masks: { minKeep: 1, targetScale: [0.15, 0.25], contextScale: [0.85, 1.0] },
+    optim: { batch: 16, steps: 3 }, log: { every: 10, monitorEvery: 0, checkpointEvery: 100 },
+  }), { onMessage: () => {} });
+  assert.equal(r.steps, 3);
+});
+
+test('cjepa eval --json prints one JSON object with the accuracies, RankMe and sizes', () => {
+  const r = cli('eval', '--checkpoint', RUN, '--data', DATA, '--protocol', 'knn,linear,finetune', '--json', '--batch', '16',
+    '--probe-steps', '100', '--ft-epochs', '1', '--ft-batch', '16', '--val-split', '0.25');
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.equal(lines.length, 1, `stdout holds exactly one line:\n${r.stdout}`);
+  const j = JSON.parse(lines[0]!);
+  assert.deepEqual(Object.keys(j.knn_top1).sort(), ['20', '200']);
+  for (const k of ['linear_top1', 'finetune_top1', 'rankme', 'embedding_dim', 'n_train', 'n_test']) assert.equal(typeof j[k], 'number', k);
+  assert.equal(j.n_test, 16);
+  assert.equal(j.n_train, 48);
+  assert.equal(j.embedding_dim, 32);
+  assert.equal(j.network, 'target_encoder');
+  for (const v of [...Object.values(j.knn_top1) as number[], j.linear_top1, j.finetune_top1]) assert.ok(v >= 0 && v <= 1);
+  assert.match(r.stderr, /k-NN: k=20/); // messages go to stderr
+});
+
+test('cjepa eval without --json prints a table; --pooling last4 and --k change the features and neighbours', () => {
+  const r = cli('eval', '--checkpoint', RUN, '--data', DATA, '--val-data', DATA, '--protocol', 'knn', '--k', '1,3', '--pooling', 'last4', '--encoder', 'online');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /k-NN top-1 \(k=1\)\s+100\.00%/); // test = train: itself is the nearest neighbour
+  assert.match(r.stdout, /k-NN top-1 \(k=3\)/);
+  assert.match(r.stdout, /encoder\s+encoder, pooling last4, 64 dims/);
+  assert.match(r.stdout, /RankMe/);
+  assert.doesNotMatch(r.stdout, /linear top-1/);
+});
+
+test('cjepa embed writes N x D embeddings with indices; --json reports the file', () => {
+  const out = join(dir, 'out', 'emb.safetensors');
+  const r = cli('embed', '--checkpoint', RUN, '--data', DATA, '--out', out, '--json', '--batch', '10');
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.deepEqual([j.n, j.dim], [N, 32]);
+  const { tensors, metadata } = loadTensors(out);
+  assert.deepEqual(tensors.embeddings!.shape, [N, 32]);
+  assert.deepEqual(tensors.indices!.toArray(), Array.from({ length: N }, (_, i) => i));
+  assert.equal(metadata.network, 'target_encoder');
+});
+
+test('CLI errors: missing checkpoint, unlabelled data, unknown protocol, missing --data (exit 1, nothing on stdout)', () => {
+  const missing = cli('eval', '--checkpoint', join(dir, 'nope'), '--data', DATA, '--json');
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /cjepa: checkpoint '.*nope' does not exist/);
+  assert.equal(missing.stdout, '');
+  const unlabelled = cli('eval', '--checkpoint', RUN, '--data', `idx:${join(dir, 'img.idx')}`);
+  assert.equal(unlabelled.status, 1);
+  assert.match(unlabelled.stderr, /unlabelled.*needs class labels.*cjepa embed/);
+  const proto = cli('eval', '--checkpoint', RUN, '--data', DATA, '--protocol', 'knn,svm');
+  assert.equal(proto.status, 1);
+  assert.match(proto.stderr, /unknown protocol 'svm'/);
+  const noData = cli('embed', '--checkpoint', RUN, '--out', join(dir, 'x.safetensors'));
+  assert.equal(noData.status, 1);
+  assert.match(noData.stderr, /required option '--data <spec>'/);
+});
+
+test('registerEvalCommands adds eval and embed to a program; main() returns the exit status', async () => {
+  const p = registerEvalCommands(new Command('cjepa'));
+  assert.deepEqual(p.commands.map((c) => c.name()).sort(), ['embed', 'eval']);
+  const errs: string[] = [];
+  const orig = console.error;
+  console.error = (m: string) => { errs.push(String(m)); };
+  try {
+    assert.equal(await main(['eval', '--checkpoint', join(dir, 'nope'), '--data', DATA]), 1);
+  } finally {
+    console.error = orig;
+  }
+  assert.match(errs.join('\n'), /does not exist/);
+});
