@@ -59,29 +59,37 @@ export class BatchBuilder {
     this.sampleSize = cfg.channels * s * s;
   }
 
-  private async load(original: number, epoch: number, bad: BadSample[]): Promise<{ index: number; sample: Sample }> {
-    let index = original;
-    for (let attempt = 0; ; attempt++) {
+  private markBad(index: number, e: unknown, bad: BadSample[]): void {
+    if (!(e instanceof SampleError)) throw e;
+    const b = { index, source: e.source, reason: e.reason };
+    this.knownBad.set(index, b);
+    bad.push(b);
+  }
+
+  /**
+   * Sample `original`, or its deterministic replacement when it is corrupt: the indices tried are
+   * original, r(0), r(1), ... whatever thread builds the batch. `firstFailed`: the original was
+   * already tried (by getMany) and failed.
+   */
+  private async load(original: number, epoch: number, bad: BadSample[], firstFailed = false): Promise<{ index: number; sample: Sample }> {
+    for (let attempt = firstFailed ? 1 : 0; attempt <= this.cfg.maxRetries; attempt++) {
+      const index = attempt === 0 ? original : replacementIndex(this.cfg.seed, epoch, original, attempt - 1, this.ds.length);
       const known = this.knownBad.get(index);
-      if (known) bad.push(known);
-      else {
-        try {
-          return { index, sample: await this.ds.get(index) };
-        } catch (e) {
-          if (!(e instanceof SampleError)) throw e;
-          const b = { index, source: e.source, reason: e.reason };
-          this.knownBad.set(index, b);
-          bad.push(b);
-        }
+      if (known) {
+        bad.push(known);
+        continue;
       }
-      if (attempt >= this.cfg.maxRetries) {
-        throw new Error(
-          `${this.ds.spec}: sample ${original} and ${attempt} replacements could not be decoded ` +
-            `(last: ${bad[bad.length - 1]?.source}: ${bad[bad.length - 1]?.reason})`,
-        );
+      try {
+        return { index, sample: await this.ds.get(index) };
+      } catch (e) {
+        this.markBad(index, e, bad);
       }
-      index = replacementIndex(this.cfg.seed, epoch, original, attempt, this.ds.length);
     }
+    const last = bad[bad.length - 1];
+    throw new Error(
+      `${this.ds.spec}: sample ${original} and ${this.cfg.maxRetries} replacements could not be decoded ` +
+        `(last: ${last?.source}: ${last?.reason})`,
+    );
   }
 
   async build(req: BatchRequest): Promise<BatchResult> {
@@ -91,12 +99,28 @@ export class BatchBuilder {
     const labels = new Int32Array(B);
     const used = new Int32Array(B);
     const bad: BadSample[] = [];
+    // Batched decoding where the dataset offers it (joined JPEG decodes); known-bad samples skipped.
+    let pre: Array<Sample | SampleError | null> | null = null;
+    if (this.ds.getMany) {
+      const want = Array.from(req.indices).filter((i) => !this.knownBad.has(i));
+      const got = await this.ds.getMany(want);
+      const byIndex = new Map<number, Sample | SampleError>();
+      want.forEach((i, k) => byIndex.set(i, got[k]!));
+      pre = Array.from(req.indices, (i) => byIndex.get(i) ?? null);
+    }
     let next = 0;
     const runner = async (): Promise<void> => {
       while (next < B) {
         const k = next++;
         const original = req.indices[k]!;
-        const { index, sample } = await this.load(original, req.epoch, bad);
+        let loaded: { index: number; sample: Sample };
+        const p = pre?.[k];
+        if (p && !(p instanceof SampleError)) loaded = { index: original, sample: p };
+        else if (p instanceof SampleError) {
+          this.markBad(original, p, bad);
+          loaded = await this.load(original, req.epoch, bad, true);
+        } else loaded = await this.load(original, req.epoch, bad);
+        const { index, sample } = loaded;
         used[k] = index;
         labels[k] = sample.label;
         const salt = index === original ? 0 : original + 1;
@@ -107,7 +131,7 @@ export class BatchBuilder {
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(this.cfg.decodeConcurrency, B)) }, runner));
-    // Report bad samples in slot order so the main thread's "first seen" order is deterministic.
+    // Report bad samples in index order so the main thread's "first seen" order is deterministic.
     bad.sort((a, b) => a.index - b.index);
     return { id: req.id, views: out, labels, indices: used, bad };
   }

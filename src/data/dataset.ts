@@ -67,6 +67,8 @@ export interface Dataset {
   sourceOf(i: number): string;
   /** Decode sample i. Rejects with a SampleError when the file is corrupt. */
   get(i: number): Promise<Sample>;
+  /** Optional batched decoding (faster); a corrupt sample yields its SampleError in place. */
+  getMany?(indices: readonly number[]): Promise<Array<Sample | SampleError>>;
   /** For worker threads. */
   describe(): DatasetDescriptor;
 }
@@ -217,6 +219,16 @@ export class SubsetDataset implements Dataset {
       return Promise.reject(e);
     }
     return this.base.get(this.indices[i]!);
+  }
+  getMany(indices: readonly number[]): Promise<Array<Sample | SampleError>> {
+    const base = this.base;
+    for (const i of indices) checkIndex(this, i);
+    const mapped = indices.map((i) => this.indices[i]!);
+    if (base.getMany) return base.getMany(mapped);
+    return Promise.all(mapped.map((i) => base.get(i).catch((e: unknown) => {
+      if (e instanceof SampleError) return e;
+      throw e;
+    })));
   }
   describe(): DatasetDescriptor {
     return { kind: 'subset', spec: this.spec, base: this.base.describe(), indices: this.indices };

@@ -3,7 +3,6 @@
 
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import sharp from 'sharp';
@@ -214,50 +213,101 @@ const SLOT_READY = 1;
 const SLOT_WRITING = 2;
 const SLOT_UNCACHEABLE = 3;
 
-/** Decode an image file to HWC uint8 with the given channel count. */
-export async function decodeImage(path: string, channels: 1 | 3): Promise<Sample> {
-  let buf: Buffer;
+function readImageFile(path: string): Buffer {
   try {
-    buf = await readFile(path);
+    // A synchronous read is ~1.5x faster than fs.promises for small files (one syscall sequence
+    // instead of four thread-pool round trips); it blocks only the (worker) thread that decodes.
+    return readFileSync(path);
   } catch (e) {
     throw new SampleError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
+}
+
+/** sharp's raw sRGB output (any channel count) -> HWC uint8 with `channels` channels. */
+function toChannels(data: Uint8Array, n: number, c: number, channels: 1 | 3, stride = c, rowPx = n, rowStride = n): Uint8Array {
+  // `rowPx` pixels of each row are taken, rows being `rowStride` pixels apart (to cut one cell of a joined image).
+  const out = new Uint8Array(n * channels);
+  if (channels === 3 && c === 3) {
+    // plain row copies (memcpy)
+    for (let r = 0, o = 0; r * rowPx < n; r++, o += rowPx * 3) out.set(data.subarray(r * rowStride * 3, r * rowStride * 3 + rowPx * 3), o);
+    return out;
+  }
+  let o = 0;
+  for (let r = 0; r * rowPx < n; r++) {
+    let i = r * rowStride * stride;
+    for (let x = 0; x < rowPx; x++, i += stride) {
+      if (channels === 3) {
+        if (c >= 3) {
+          out[o++] = data[i]!;
+          out[o++] = data[i + 1]!;
+          out[o++] = data[i + 2]!;
+        } else out[o++] = out[o++] = out[o++] = data[i]!;
+      } else if (c >= 3) {
+        // PIL's RGB -> L (ITU-R 601-2 luma in 16-bit fixed point), as torchvision's Grayscale on PIL images.
+        out[o++] = (data[i]! * 19595 + data[i + 1]! * 38470 + data[i + 2]! * 7471 + 0x8000) >>> 16;
+      } else out[o++] = data[i]!;
+    }
+  }
+  return out;
+}
+
+/**
+ * Reject truncated images (as PIL does by default) but tolerate libjpeg warnings such as
+ * "extraneous bytes before marker" that PIL also ignores.
+ */
+const FAIL_ON = 'truncated' as const;
+
+async function decodeBuffer(buf: Buffer, path: string, channels: 1 | 3): Promise<Sample> {
   let data: Buffer;
   let info: sharp.OutputInfo;
   try {
-    ({ data, info } = await sharp(buf).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }));
+    ({ data, info } = await sharp(buf, { failOn: FAIL_ON }).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }));
   } catch (e) {
-    throw new SampleError(path, (e as Error).message);
+    const msg = (e as Error).message;
+    throw new SampleError(path, /failOn/.test(msg) ? `${msg} (corrupt or truncated image data)` : msg);
   }
   const { width, height } = info;
-  const c = info.channels;
   if (width < 1 || height < 1) throw new SampleError(path, `empty image (${width}x${height})`);
   const n = width * height;
-  let pixels: Uint8Array;
-  if (channels === 3) {
-    if (c === 3) pixels = new Uint8Array(data.buffer, data.byteOffset, data.length);
-    else {
-      pixels = new Uint8Array(n * 3);
-      for (let p = 0; p < n; p++) {
-        const v = data[p * c]!;
-        if (c >= 3) {
-          pixels[3 * p] = v;
-          pixels[3 * p + 1] = data[p * c + 1]!;
-          pixels[3 * p + 2] = data[p * c + 2]!;
-        } else pixels[3 * p] = pixels[3 * p + 1] = pixels[3 * p + 2] = v;
-      }
-    }
-  } else {
-    pixels = new Uint8Array(n);
-    for (let p = 0; p < n; p++) {
-      if (c >= 3) {
-        // PIL's RGB -> L (ITU-R 601-2 luma in 16-bit fixed point), as torchvision's Grayscale on PIL images.
-        pixels[p] = (data[p * c]! * 19595 + data[p * c + 1]! * 38470 + data[p * c + 2]! * 7471 + 0x8000) >>> 16;
-      } else pixels[p] = data[p * c]!;
-    }
-  }
+  const pixels =
+    channels === 3 && info.channels === 3
+      ? new Uint8Array(data.buffer, data.byteOffset, data.length)
+      : toChannels(data, n, info.channels, channels);
   return { pixels, width, height, channels, label: -1 };
 }
+
+/** Decode an image file to HWC uint8 with the given channel count. */
+export async function decodeImage(path: string, channels: 1 | 3): Promise<Sample> {
+  return decodeBuffer(readImageFile(path), path, channels);
+}
+
+/** Size and component count from a JPEG's SOF header (no decoding), or null. */
+export function jpegHeader(b: Uint8Array): { width: number; height: number; components: number } | null {
+  if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) return null;
+  let i = 2;
+  while (i + 9 < b.length) {
+    if (b[i] !== 0xff) return null;
+    const m = b[i + 1]!;
+    if (m === 0xff) {
+      i++;
+      continue;
+    }
+    if (m === 0x01 || (m >= 0xd0 && m <= 0xd7)) {
+      i += 2;
+      continue;
+    }
+    if (m === 0xda || m === 0xd9) return null; // scan data before any frame header
+    if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) {
+      return { height: (b[i + 5]! << 8) | b[i + 6]!, width: (b[i + 7]! << 8) | b[i + 8]!, components: b[i + 9]! };
+    }
+    i += 2 + ((b[i + 2]! << 8) | b[i + 3]!);
+  }
+  return null;
+}
+
+/** Most images joined into one sharp call (amortises libvips' per-call cost, ~3x less CPU on tiny JPEGs). */
+const JOIN_MAX = 16;
+const JOIN_MAX_PIXELS = 1 << 22;
 
 export class FolderDataset implements Dataset {
   readonly spec: string;
@@ -305,17 +355,17 @@ export class FolderDataset implements Dataset {
     return join(this.root, this.files[i]!);
   }
 
-  async get(i: number): Promise<Sample> {
-    checkIndex(this, i);
-    const label = this.labels[i]!;
+  private fromCache(i: number): Sample | null {
     const cache = this.cache;
-    if (cache && Atomics.load(cache.state, i) === SLOT_READY) {
-      const { width, height } = this.imageSize!;
-      const pixels = cache.data.subarray(i * this.slot, (i + 1) * this.slot);
-      return { pixels, width, height, channels: this.channels, label };
-    }
-    const s = await decodeImage(this.sourceOf(i), this.channels);
-    s.label = label;
+    if (!cache || Atomics.load(cache.state, i) !== SLOT_READY) return null;
+    const { width, height } = this.imageSize!;
+    const pixels = cache.data.subarray(i * this.slot, (i + 1) * this.slot);
+    return { pixels, width, height, channels: this.channels, label: this.labels[i]! };
+  }
+
+  private remember(i: number, s: Sample): Sample {
+    s.label = this.labels[i]!;
+    const cache = this.cache;
     if (cache) {
       const fits = s.width === this.imageSize!.width && s.height === this.imageSize!.height;
       if (!fits) Atomics.store(cache.state, i, SLOT_UNCACHEABLE);
@@ -325,6 +375,99 @@ export class FolderDataset implements Dataset {
       }
     }
     return s;
+  }
+
+  async get(i: number): Promise<Sample> {
+    checkIndex(this, i);
+    return this.fromCache(i) ?? this.remember(i, await decodeImage(this.sourceOf(i), this.channels));
+  }
+
+  /**
+   * Decode several samples; a corrupt one yields its SampleError in place. Baseline 3-component
+   * JPEGs of the folder's uniform size are decoded together in one joined sharp call (pixels are
+   * identical to one-by-one decoding); anything else, or a group that fails, one by one.
+   */
+  async getMany(indices: readonly number[]): Promise<Array<Sample | SampleError>> {
+    const out: Array<Sample | SampleError> = new Array(indices.length);
+    const one = async (k: number, buf?: Buffer): Promise<void> => {
+      const i = indices[k]!;
+      const path = this.sourceOf(i);
+      try {
+        out[k] = this.remember(i, await decodeBuffer(buf ?? readImageFile(path), path, this.channels));
+      } catch (e) {
+        if (!(e instanceof SampleError)) throw e;
+        out[k] = e;
+      }
+    };
+    const jobs: Promise<void>[] = [];
+    const size = this.imageSize;
+    const groupMax = size ? Math.max(1, Math.min(JOIN_MAX, Math.floor(JOIN_MAX_PIXELS / (size.width * size.height)))) : 1;
+    let group: { k: number; buf: Buffer }[] = [];
+    const flush = (): void => {
+      if (group.length === 1) jobs.push(one(group[0]!.k, group[0]!.buf));
+      else if (group.length > 1) jobs.push(this.joined(group, indices, out, one));
+      group = [];
+    };
+    for (let k = 0; k < indices.length; k++) {
+      const i = indices[k]!;
+      checkIndex(this, i);
+      const hit = this.fromCache(i);
+      if (hit) {
+        out[k] = hit;
+        continue;
+      }
+      if (!size || groupMax < 2) {
+        jobs.push(one(k));
+        continue;
+      }
+      let buf: Buffer;
+      try {
+        buf = readImageFile(this.sourceOf(i));
+      } catch (e) {
+        out[k] = e as SampleError;
+        continue;
+      }
+      const h = jpegHeader(buf);
+      if (!h || h.components !== 3 || h.width !== size.width || h.height !== size.height) jobs.push(one(k, buf));
+      else {
+        group.push({ k, buf });
+        if (group.length === groupMax) flush();
+      }
+    }
+    flush();
+    await Promise.all(jobs);
+    return out;
+  }
+
+  private async joined(
+    group: { k: number; buf: Buffer }[],
+    indices: readonly number[],
+    out: Array<Sample | SampleError>,
+    one: (k: number, buf?: Buffer) => Promise<void>,
+  ): Promise<void> {
+    const { width: w, height: h } = this.imageSize!;
+    const g = group.length;
+    let res: { data: Buffer; info: sharp.OutputInfo } | null = null;
+    try {
+      res = await sharp(group.map((x) => x.buf), { join: { across: g }, failOn: FAIL_ON })
+        .removeAlpha()
+        .toColourspace('srgb')
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true });
+    } catch {
+      res = null; // a corrupt member: find it one by one
+    }
+    if (!res || res.info.width !== g * w || res.info.height !== h || res.info.channels < 3) {
+      await Promise.all(group.map((x) => one(x.k, x.buf)));
+      return;
+    }
+    const c = res.info.channels;
+    for (let j = 0; j < g; j++) {
+      const { k } = group[j]!;
+      const cell = res.data.subarray(j * w * c);
+      const pixels = toChannels(cell, w * h, c, this.channels, c, w, g * w);
+      out[k] = this.remember(indices[k]!, { pixels, width: w, height: h, channels: this.channels, label: -1 });
+    }
   }
 
   describe(): DatasetDescriptor {

@@ -35,6 +35,7 @@ export {
   type CropBox,
   type Interp,
   type JitterSpec,
+  type Method,
   type RandomResizedCropSpec,
   type ViewSpec,
   applyView,
@@ -42,6 +43,7 @@ export {
   ijepaTransform,
   rrcParams,
   vicregViews,
+  viewsForMethod,
 } from './transforms.js';
 export { resizedCrop } from './resize.js';
 export { Rng, permutation } from './rng.js';

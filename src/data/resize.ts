@@ -87,6 +87,7 @@ function clip8(ss: number): number {
 }
 
 let scratch = new Uint8Array(0);
+let accRow = new Float64Array(0);
 
 /**
  * Crop `box` out of an HWC uint8 image and resize it to outW x outH (torchvision's
@@ -161,20 +162,23 @@ export function resizedCrop(
   }
   if (!needV) return dst;
 
-  // Vertical pass tmp -> dst.
+  // Vertical pass tmp -> dst, a whole output row at a time (contiguous inner loops).
   const { ksize: kv, bounds: bv, kk: kkv } = cv;
   const rowLen = outW * c;
+  if (accRow.length < rowLen) accRow = new Float64Array(rowLen);
+  const acc = accRow;
   for (let yy = 0; yy < outH; yy++) {
     const ymin = bv[2 * yy]! - yFirst;
     const yn = bv[2 * yy + 1]!;
     const k0 = yy * kv;
-    const dbase = yy * rowLen;
-    for (let i = 0; i < rowLen; i++) {
-      let a = HALF;
-      let s = ymin * rowLen + i;
-      for (let y = 0; y < yn; y++, s += rowLen) a += tmp[s]! * kkv[k0 + y]!;
-      dst[dbase + i] = clip8(a);
+    acc.fill(HALF, 0, rowLen);
+    for (let y = 0; y < yn; y++) {
+      const k = kkv[k0 + y]!;
+      const s0 = (ymin + y) * rowLen;
+      for (let i = 0; i < rowLen; i++) acc[i] += tmp[s0 + i]! * k;
     }
+    const dbase = yy * rowLen;
+    for (let i = 0; i < rowLen; i++) dst[dbase + i] = clip8(acc[i]!);
   }
   return dst;
 }

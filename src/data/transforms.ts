@@ -158,6 +158,25 @@ export function evalTransform(o: EvalTransformOptions = {}): ViewSpec {
   };
 }
 
+export type Method = 'ijepa' | 'vicreg' | 'cjepa' | 'eval';
+
+/**
+ * Default views per method: I-JEPA one crop; VICReg the official asymmetric pair; C-JEPA the
+ * VICReg pair (its regulariser compares two views; pass ijepaTransform instead for the
+ * single-view block-pooled reading); evaluation resize + centre crop.
+ */
+export function viewsForMethod(method: Method, size: number): ViewSpec[] {
+  switch (method) {
+    case 'ijepa':
+      return [ijepaTransform({ size })];
+    case 'vicreg':
+    case 'cjepa':
+      return vicregViews({ size });
+    case 'eval':
+      return [evalTransform({ size })];
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parameter sampling
 
@@ -354,6 +373,7 @@ export function blurRadius(sigma: number): number {
 }
 
 let blurTmp = new Float32Array(0);
+let blurRow = new Float32Array(0);
 
 /** torchvision gaussian_blur with kernel size 2*radius+1 and reflect padding, separably. */
 export function gaussianBlur(img: Float32Array, c: number, w: number, h: number, sigma: number, radius = blurRadius(sigma)): void {
@@ -367,27 +387,40 @@ export function gaussianBlur(img: Float32Array, c: number, w: number, h: number,
   }
   for (let i = 0; i < ks; i++) k[i] = f32(k[i]! / sum);
   const n = w * h;
+  const padW = w + 2 * radius;
   if (blurTmp.length < n) blurTmp = new Float32Array(n);
+  if (blurRow.length < padW) blurRow = new Float32Array(padW);
   const tmp = blurTmp;
-  const xi = new Int32Array(w * ks);
-  for (let x = 0; x < w; x++) for (let t = 0; t < ks; t++) xi[x * ks + t] = reflect(x + t - radius, w);
-  const yi = new Int32Array(h * ks);
-  for (let y = 0; y < h; y++) for (let t = 0; t < ks; t++) yi[y * ks + t] = reflect(y + t - radius, h) * w;
+  const row = blurRow;
+  const xi = new Int32Array(padW);
+  for (let i = 0; i < padW; i++) xi[i] = reflect(i - radius, w);
+  const yi = new Int32Array(h + 2 * radius);
+  for (let i = 0; i < h + 2 * radius; i++) yi[i] = reflect(i - radius, h) * w;
   for (let cc = 0; cc < c; cc++) {
     const base = cc * n;
+    // Horizontal: reflect-pad the row, then a direct convolution.
     for (let y = 0; y < h; y++) {
-      const row = base + y * w;
+      const r0 = base + y * w;
+      for (let i = 0; i < padW; i++) row[i] = img[r0 + xi[i]!]!;
+      const t0 = y * w;
       for (let x = 0; x < w; x++) {
-        let a = 0;
-        for (let t = 0; t < ks; t++) a += k[t]! * img[row + xi[x * ks + t]!]!;
-        tmp[y * w + x] = a;
+        // symmetric kernel: pair the taps at equal distance from the centre
+        let a = k[radius]! * row[x + radius]!;
+        for (let t = 0; t < radius; t++) a += k[t]! * (row[x + t]! + row[x + ks - 1 - t]!);
+        tmp[t0 + x] = a;
       }
     }
+    // Vertical: accumulate whole rows (contiguous inner loop) straight into the image.
     for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        let a = 0;
-        for (let t = 0; t < ks; t++) a += k[t]! * tmp[yi[y * ks + t]! + x]!;
-        img[base + y * w + x] = a;
+      const d = base + y * w;
+      const sc = yi[y + radius]!;
+      const kc = k[radius]!;
+      for (let x = 0; x < w; x++) img[d + x] = kc * tmp[sc + x]!;
+      for (let t = 0; t < radius; t++) {
+        const s0 = yi[y + t]!;
+        const s1 = yi[y + ks - 1 - t]!;
+        const kt = k[t]!;
+        for (let x = 0; x < w; x++) img[d + x] += kt * (tmp[s0 + x]! + tmp[s1 + x]!);
       }
     }
   }
@@ -417,6 +450,8 @@ export function toLuminance(s: Sample): Sample {
   }
   return { ...s, pixels: px, channels: 1 };
 }
+
+const U8_TO_FLOAT = Float32Array.from({ length: 256 }, (_, k) => k / 255);
 
 /** Reusable buffers (one per thread). */
 export class Workspace {
@@ -484,13 +519,17 @@ export function applyView(
   const flip = spec.flipP > 0 && rng.uniform() < spec.flipP;
   ws.ensure(0, c * n);
   const f = ws.f.subarray(0, c * n);
-  // HWC uint8 -> planar float, flipping on the way.
+  // HWC uint8 -> planar float (exactly k/255 in float32, as ToTensor), flipping on the way.
   for (let y = 0; y < size; y++) {
+    const row = y * size;
     for (let x = 0; x < size; x++) {
-      const sx = flip ? size - 1 - x : x;
-      const si = (y * size + sx) * c;
-      const di = y * size + x;
-      for (let cc = 0; cc < c; cc++) f[cc * n + di] = u8[si + cc]! / 255;
+      const si = (row + (flip ? size - 1 - x : x)) * c;
+      const di = row + x;
+      if (c === 3) {
+        f[di] = U8_TO_FLOAT[u8[si]!]!;
+        f[n + di] = U8_TO_FLOAT[u8[si + 1]!]!;
+        f[2 * n + di] = U8_TO_FLOAT[u8[si + 2]!]!;
+      } else f[di] = U8_TO_FLOAT[u8[si]!]!;
     }
   }
   let jp: JitterParams | null = null;
