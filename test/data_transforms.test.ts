@@ -335,7 +335,8 @@ test('view parameters: official VICReg values, probabilities, and determinism', 
   const ij = ijepaTransform({ size: 32 });
   assert.deepEqual(ij.crop, { kind: 'random-resized', scale: [0.3, 1], ratio: [3 / 4, 4 / 3] });
   assert.equal(ij.flipP, 0);
-  assert.deepEqual(viewsForMethod('cjepa', 32), vicregViews({ size: 32 }));
+  assert.deepEqual(viewsForMethod('cjepa', 32), [ij]);
+  assert.deepEqual(viewsForMethod('vicreg', 32), vicregViews({ size: 32 }));
   assert.deepEqual(viewsForMethod('ijepa', 32), [ij]);
   assert.deepEqual(viewsForMethod('eval', 224)[0]!.crop, { kind: 'center', resize: 256 });
 

@@ -161,16 +161,16 @@ export function evalTransform(o: EvalTransformOptions = {}): ViewSpec {
 export type Method = 'ijepa' | 'vicreg' | 'cjepa' | 'eval';
 
 /**
- * Default views per method: I-JEPA one crop; VICReg the official asymmetric pair; C-JEPA the
- * VICReg pair (its regulariser compares two views; pass ijepaTransform instead for the
- * single-view block-pooled reading); evaluation resize + centre crop.
+ * Default views per method: I-JEPA and C-JEPA one crop (C-JEPA's regulariser compares target blocks
+ * of the same image: docs/method.md, block-pair reading); VICReg the official asymmetric pair;
+ * evaluation resize + centre crop. The trainer uses the same choice.
  */
 export function viewsForMethod(method: Method, size: number): ViewSpec[] {
   switch (method) {
     case 'ijepa':
+    case 'cjepa':
       return [ijepaTransform({ size })];
     case 'vicreg':
-    case 'cjepa':
       return vicregViews({ size });
     case 'eval':
       return [evalTransform({ size })];
