@@ -14,7 +14,9 @@ static std::atomic<int64_t> g_gcReleased{0};  // tensors freed by V8's GC instea
 
 // ---------------------------------------------------------------- handles
 
-static void FinalizeHolder(Napi::Env, Holder* h) {
+// A basic finalizer (no JS access), so it runs inside GC: see common.h.
+static void FinalizeHolder(node_api_basic_env, void* data, void*) {
+  auto* h = static_cast<Holder*>(data);
   if (h->t.defined()) {
     g_live--;
     g_gcReleased++;
@@ -25,7 +27,15 @@ static void FinalizeHolder(Napi::Env, Holder* h) {
 Napi::Value Wrap(Napi::Env env, at::Tensor t) {
   auto* h = new Holder{kTensorTag, std::move(t)};
   g_live++;
-  return Napi::External<Holder>::New(env, h, FinalizeHolder);
+  napi_value out;
+  napi_status st = napi_create_external(env, h, FinalizeHolder, nullptr, &out);
+  if (st != napi_ok) {
+    h->t = at::Tensor();
+    g_live--;
+    delete h;
+    NAPI_THROW_IF_FAILED(env, st, Napi::Value());
+  }
+  return Napi::Value(env, out);
 }
 
 Napi::Value WrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {

@@ -3,6 +3,16 @@
 // tensor at once (deterministic memory), the finalizer only frees the small holder.
 #pragma once
 
+// Node-API experimental mode: a finalizer that only frees native memory (a "basic" finalizer, see
+// FinalizeHolder) then runs synchronously during GC. In the stable mode every dead handle goes
+// through Node's pending-finalizer queue (a hash set drained from a setImmediate), which cost about
+// as much as a small op itself and grew without bound inside long synchronous loops
+// (bench/op_overhead.ts). binding.gyp pins NAPI_VERSION=8; experimental mode needs its own value.
+#ifndef NAPI_EXPERIMENTAL
+#define NAPI_EXPERIMENTAL
+#endif
+#undef NAPI_VERSION
+
 #include <napi.h>
 #include <ATen/ATen.h>
 #include <atomic>

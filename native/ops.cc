@@ -11,6 +11,11 @@ static at::Scalar Sc(const Napi::CallbackInfo& info, size_t i) {
   return at::Scalar(d);
 }
 
+static const at::Tensor& BoolMask(const at::Tensor& m) {
+  TORCH_CHECK(m.scalar_type() == at::kBool, "the mask must be a bool tensor, got ", m.scalar_type());
+  return m;
+}
+
 static int64_t Reduction(const std::string& r) {
   if (r == "mean") return at::Reduction::Mean;
   if (r == "sum") return at::Reduction::Sum;
@@ -170,7 +175,9 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "stack", FN { R(at::stack(TL(info, 0), I(info, 1))); });
   Def(env, exports, "split", FN { return WrapList(info.Env(), at::split(T(info, 0), I(info, 1), I(info, 2))); });
   Def(env, exports, "chunk", FN { return WrapList(info.Env(), at::chunk(T(info, 0), I(info, 1), I(info, 2))); });
+  // libtorch 1.13 silently ignores a float mask (PyTorch 2 refuses it): only bool masks are accepted
   Def(env, exports, "maskedFill", FN {
+    BoolMask(T(info, 1));
     if (info[2].IsNumber()) R(at::masked_fill(T(info, 0), T(info, 1), Sc(info, 2)));
     R(at::masked_fill(T(info, 0), T(info, 1), T(info, 2)));
   });
@@ -227,7 +234,7 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
     return info.Env().Undefined();
   });
   Def(env, exports, "sqrt_", FN { T(info, 0).sqrt_(); return info.Env().Undefined(); });
-  Def(env, exports, "maskedFill_", FN { T(info, 0).masked_fill_(T(info, 1), Sc(info, 2)); return info.Env().Undefined(); });
+  Def(env, exports, "maskedFill_", FN { T(info, 0).masked_fill_(BoolMask(T(info, 1)), Sc(info, 2)); return info.Env().Undefined(); });
 
   // Multi-tensor updates (one native call for a whole parameter list).
   // foreachLerp_(targets, sources, weight): EMA target <- target + w (source - target)
