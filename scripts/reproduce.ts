@@ -6,6 +6,7 @@
 //   npm run reproduce -- [--steps 2000] [--batch 64] [--eval-every 500] [--methods ijepa,cjepa,vicreg]
 //                        [--runs-dir runs/repro] [--reuse] [--name cifar10-small] [--train-subset 0]
 //                        [--ablation]   (C-JEPA: beta_vicreg x placement at the same budget)
+//                        [--eval-only --prefix curves-]  (evaluate the checkpoints of existing runs <runs-dir>/<prefix><method>)
 import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -29,6 +30,7 @@ const { values: a } = parseArgs({ options: {
   reuse: { type: 'boolean', default: false }, name: { type: 'string', default: 'cifar10-small' },
   'train-subset': { type: 'string', default: '0' }, ablation: { type: 'boolean', default: false },
   data: { type: 'string', default: 'folder:../shared/data/cifar10/train' }, seed: { type: 'string', default: '0' },
+  'eval-only': { type: 'boolean', default: false }, prefix: { type: 'string', default: '' },
 } });
 const steps = Number(a.steps), batch = Number(a.batch), evalEvery = Number(a['eval-every']), seed = Number(a.seed);
 const outDir = join(ROOT, 'docs', 'results', a.name!);
@@ -81,7 +83,7 @@ async function main(): Promise<void> {
 
   // ------------------------------------------------------------ runs
   const runs: { name: string; cfg: PretrainConfig }[] = [];
-  for (const m of a.methods!.split(',')) runs.push({ name: m, cfg: presetConfig(m as PretrainConfig['method'], join(a['runs-dir']!, m)) });
+  for (const m of a.methods!.split(',')) runs.push({ name: m, cfg: presetConfig(m as PretrainConfig['method'], join(a['runs-dir']!, `${a.prefix}${m}`)) });
   if (a.ablation) {
     for (const placement of ['block-pair', 'patch', 'context'] as const) {
       for (const beta of [0.001, 0.01, 0.1, 1]) {
@@ -95,7 +97,7 @@ async function main(): Promise<void> {
   const wall: Record<string, number> = {};
   for (const r of runs) {
     const done = existsSync(join(r.cfg.out, 'latest.json')) && JSON.parse(readFileSync(join(r.cfg.out, 'latest.json'), 'utf8')).step >= steps;
-    if (!(a.reuse && done)) {
+    if (!a['eval-only'] && !(a.reuse && done)) {
       say(`pretraining ${r.name} for ${steps} steps (batch ${batch}) -> ${r.cfg.out}`);
       const t0 = Date.now();
       await pretrain(r.cfg, { resume: a.reuse, onMessage: say });
