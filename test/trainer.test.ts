@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
@@ -160,6 +160,35 @@ test('cjepa pretrain CLI: flags override the config file; errors are clear', () 
   const missing = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--data', 'folder:/nonexistent/dir', '--out', join(dir, 'y')], { encoding: 'utf8' });
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /nonexistent/);
+});
+
+test('cjepa pretrain CLI killed with SIGKILL mid-run resumes from an intact checkpoint', async () => {
+  const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  const cfgPath = join(dir, 'kill.yaml');
+  writeFileSync(cfgPath, [
+    'method: cjepa', `data: "${DATA}"`, 'workers: 0', 'threads: 1', 'masks: { minKeep: 1 }',
+    'model: { name: vit_tiny, patch: 4, imgSize: 16, depth: 1, embedDim: 32, numHeads: 2 }',
+    'predictor: { embedDim: 16, depth: 1, numHeads: 2 }', 'optim: { batch: 16, steps: 150 }',
+    'log: { every: 1, monitorEvery: 0, checkpointEvery: 2 }',
+  ].join('\n'));
+  const out = join(dir, 'sigkill');
+  const child = spawn(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--out', out], { stdio: 'ignore' });
+  const deadline = Date.now() + 60_000;
+  while (!existsSync(join(out, 'latest.json')) || JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')).step < 6) {
+    if (Date.now() > deadline) { child.kill('SIGKILL'); assert.fail('no checkpoint within 60 s'); }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  child.kill('SIGKILL');
+  await new Promise((r) => child.on('exit', r));
+  const killedAt = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')).step as number;
+  assert.ok(killedAt < 150, 'killed before the end');
+  // the checkpoint the pointer names is complete and loadable
+  const ck = resolveCheckpointDir(out);
+  for (const f of ['encoder', 'target_encoder', 'predictor', 'optimizer']) assert.ok(Object.keys(loadTensors(join(ck, `${f}.safetensors`)).tensors).length > 0);
+  const r = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--out', out, '--resume'], { encoding: 'utf8', timeout: 300_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /resumed from .* at step \d+/);
+  assert.equal(JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')).step, 150);
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
