@@ -2,6 +2,7 @@
 // the linear probe (separable -> 100%, random labels -> chance, optimiser reaches the L-BFGS optimum,
 // train-only standardisation), pooling against the PyTorch reference ViT, RankMe / spectrum known
 // answers, layer-wise lr decay, and eval / embed / fine-tuning on checkpoints from tiny pretraining runs.
+import { writeQuadrantIdx } from './util/synthetic.js';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync, mkdirSync, copyFileSync } from 'node:fs';
@@ -277,24 +278,8 @@ test('layer-wise lr decay: BEiT / MAE layer ids and scales', () => {
 });
 
 // ---------------------------------------------------------------- on real checkpoints
-const N = 96, S = 16;
-function writeIdx(): { data: string; unlabelled: string } {
-  const img = new Uint8Array(N * S * S), lab = new Uint8Array(N);
-  let seed = 1;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
-  for (let i = 0; i < N; i++) {
-    lab[i] = i % 4;
-    const oy = (lab[i]! >> 1) * 8, ox = (lab[i]! & 1) * 8;
-    for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) {
-      const inside = y >= oy && y < oy + 8 && x >= ox && x < ox + 8;
-      img[i * S * S + y * S + x] = Math.min(255, Math.floor((inside ? 180 : 30) + rnd() * 60));
-    }
-  }
-  writeFileSync(join(dir, 'img.idx'), encodeIdx([N, S, S], img));
-  writeFileSync(join(dir, 'lab.idx'), encodeIdx([N], lab));
-  return { data: `idx:${join(dir, 'img.idx')},${join(dir, 'lab.idx')}`, unlabelled: `idx:${join(dir, 'img.idx')}` };
-}
-const { data: DATA, unlabelled: UNLABELLED } = writeIdx();
+const N = 96;
+const { data: DATA, unlabelled: UNLABELLED } = writeQuadrantIdx(dir, N);
 
 function tinyConfig(method: PretrainConfig['method'], out: string): PretrainConfig {
   return resolveConfig(undefined, {

@@ -1,5 +1,6 @@
 // `cjepa eval` / `cjepa embed` as processes (dist/src/cli/eval_commands.js): one JSON object on stdout
 // with --json, a table without, the embeddings file, and clear errors with exit status 1.
+import { writeQuadrantIdx } from './util/synthetic.js';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
@@ -8,7 +9,6 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { encodeIdx } from '../src/data/index.js';
 import { resolveConfig } from '../src/config.js';
 import { pretrain } from '../src/method/trainer.js';
 import { loadTensors } from '../src/io/tensors.js';
@@ -18,23 +18,8 @@ const dir = mkdtempSync(join(tmpdir(), 'cjepa-eval-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const CLI = fileURLToPath(new URL('../src/cli/eval_commands.js', import.meta.url));
 
-const N = 64, S = 16;
-{
-  const img = new Uint8Array(N * S * S), lab = new Uint8Array(N);
-  let seed = 5;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
-  for (let i = 0; i < N; i++) {
-    lab[i] = i % 4;
-    const oy = (lab[i]! >> 1) * 8, ox = (lab[i]! & 1) * 8;
-    for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) {
-      const inside = y >= oy && y < oy + 8 && x >= ox && x < ox + 8;
-      img[i * S * S + y * S + x] = Math.min(255, Math.floor((inside ? 180 : 30) + rnd() * 60));
-    }
-  }
-  writeFileSync(join(dir, 'img.idx'), encodeIdx([N, S, S], img));
-  writeFileSync(join(dir, 'lab.idx'), encodeIdx([N], lab));
-}
-const DATA = `idx:${join(dir, 'img.idx')},${join(dir, 'lab.idx')}`;
+const N = 64;
+const { data: DATA } = writeQuadrantIdx(dir, N, 5);
 const RUN = join(dir, 'run');
 
 function cli(...args: string[]) {

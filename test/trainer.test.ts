@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
-import { encodeIdx } from '../src/data/index.js';
+import { writeQuadrantIdx } from './util/synthetic.js';
 import { resolveConfig, type PretrainConfig } from '../src/config.js';
 import { pretrain } from '../src/method/trainer.js';
 import { loadTensors } from '../src/io/tensors.js';
@@ -18,24 +18,7 @@ import { maxAbsDiff } from './util/pytorch.js';
 import { setNumThreads, getNumThreads, liveTensors, gcReleasedTensors } from '../src/tensor/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cjepa-trainer-'));
-const N = 96, S = 16;
-// Synthetic 16x16 grayscale images: a bright square at a class-dependent place, with noise.
-{
-  const img = new Uint8Array(N * S * S), lab = new Uint8Array(N);
-  let seed = 1;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
-  for (let i = 0; i < N; i++) {
-    lab[i] = i % 4;
-    const oy = (lab[i]! >> 1) * 8, ox = (lab[i]! & 1) * 8;
-    for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) {
-      const inside = y >= oy && y < oy + 8 && x >= ox && x < ox + 8;
-      img[i * S * S + y * S + x] = Math.min(255, Math.floor((inside ? 180 : 30) + rnd() * 60));
-    }
-  }
-  writeFileSync(join(dir, 'img.idx'), encodeIdx([N, S, S], img));
-  writeFileSync(join(dir, 'lab.idx'), encodeIdx([N], lab));
-}
-const DATA = `idx:${join(dir, 'img.idx')},${join(dir, 'lab.idx')}`;
+const { data: DATA } = writeQuadrantIdx(dir, 96);
 
 function tinyConfig(method: PretrainConfig['method'], out: string, extra: Record<string, unknown> = {}): PretrainConfig {
   return resolveConfig(undefined, {

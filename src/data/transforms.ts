@@ -180,14 +180,8 @@ export function viewsForMethod(method: Method, size: number): ViewSpec[] {
 // ---------------------------------------------------------------------------------------------
 // Parameter sampling
 
-/** Python's round(): halves go to the even neighbour. */
-export function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
+import { roundHalfEven } from '../util/math.js';
+export { roundHalfEven };
 
 const f32 = Math.fround;
 

@@ -72,14 +72,8 @@ export function smallGridMaskConfig(gridSize: [number, number]): MultiBlockMaskC
   return { ...defaultMaskConfig(gridSize), minKeep: 4 };
 }
 
-/** Python 3 round(): half to even. */
-export function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
+import { roundHalfEven } from '../util/math.js';
+export { roundHalfEven };
 
 /**
  * Block (h, w) for a grid and scale/aspect ranges given the uniform draws `uScale`, `uAspect` in [0,1)
