@@ -19,12 +19,20 @@ const runs = methods.filter((m) => existsSync(join(ROOT, `${prefix}${m}`, 'metri
 });
 
 const smooth = (ys: number[], k = 5) => ys.map((_, i) => { const s = ys.slice(Math.max(0, i - k + 1), i + 1); return s.reduce((a, b) => a + b, 0) / s.length; });
-await writeLineChartPng(join(out, 'loss.png'), runs.flatMap(({ m, steps }) => {
+const jepaRuns = runs.filter(({ m }) => m !== 'vicreg');
+await writeLineChartPng(join(out, 'loss.png'), jepaRuns.flatMap(({ m, steps }) => {
   const x = steps.map((s) => s.step);
   const series = [{ name: `${m} loss`, x, y: smooth(steps.map((s) => s.loss)) }];
   if (m === 'cjepa') series.push({ name: 'cjepa jepa term', x, y: smooth(steps.map((s) => s.terms.jepa!)) });
   return series;
-}), { title: 'CIFAR-10, first steps: training loss (moving average of 5 logged points)', xLabel: 'step (batch 64)', yLabel: 'loss', logY: true });
+}), { title: 'CIFAR-10, first steps: I-JEPA and C-JEPA loss (moving average of 5 logged points)', xLabel: 'step (batch 64)', yLabel: 'loss', logY: true });
+for (const { m, steps } of runs.filter(({ m }) => m === 'vicreg')) {
+  const x = steps.map((s) => s.step);
+  await writeLineChartPng(join(out, 'loss-vicreg.png'), [
+    { name: `${m} loss`, x, y: smooth(steps.map((s) => s.loss)) },
+    ...['inv', 'var', 'cov'].map((k) => ({ name: k, x, y: smooth(steps.map((s) => s.terms[k]!)) })),
+  ], { title: 'CIFAR-10, first steps: VICReg loss and its terms (unweighted)', xLabel: 'step (batch 64)', yLabel: 'value', logY: true });
+}
 await writeLineChartPng(join(out, 'rankme.png'), runs.map(({ m, mons }) => ({ name: m, x: mons.map((l) => l.step), y: mons.map((l) => l.rankme) })),
   { title: 'RankMe of pooled target-encoder embeddings (512 held-out images, of 192)', xLabel: 'step', yLabel: 'RankMe' });
 
@@ -38,7 +46,7 @@ const md = [
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
     return `| ${m} | ${steps.at(-1)?.step ?? 0} | ${steps[0]?.loss.toFixed(4)} | ${steps.at(-1)?.loss.toFixed(4)} | ${mons.at(-1)?.rankme.toFixed(2)} | ${med(steps.map((s) => s.imgs_per_s)).toFixed(0)} | ${med(steps.map((s) => s.data_wait_ms)).toFixed(2)} |`;
   }),
-  '', '![loss](loss.png)', '', '![RankMe](rankme.png)', '',
+  '', '![loss](loss.png)', '', '![VICReg loss](loss-vicreg.png)', '', '![RankMe](rankme.png)', '',
   '## Monitors along the way', '', '| method | step | RankMe | normalised std |', '|---|---|---|---|',
   ...runs.flatMap(({ m, mons }) => mons.map((l) => `| ${m} | ${l.step} | ${l.rankme.toFixed(2)} | ${l.std.toFixed(4)} |`)), '',
 ];
