@@ -40,6 +40,11 @@ export function saveCheckpoint(out: string, c: CheckpointContent, keep = 2): str
   const name = `step-${String(c.state.step).padStart(7, '0')}`;
   const final = join(root, name);
   const tmp = join(root, `.${name}.tmp-${process.pid}`);
+  if (existsSync(join(final, 'state.json'))) {
+    // This step is already saved (the state of a step is unique): never delete what latest.json may name.
+    writeJsonAtomic(join(out, 'latest.json'), { step: c.state.step, dir: `checkpoints/${name}` });
+    return final;
+  }
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp);
   for (const [stem, sd] of Object.entries(c.nets)) saveTensors(join(tmp, `${stem}.safetensors`), sd, { format: 'pt', step: String(c.state.step) });
