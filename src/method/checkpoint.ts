@@ -53,7 +53,8 @@ export function saveCheckpoint(out: string, c: CheckpointContent, keep = 2): str
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
   writeJsonAtomic(join(out, 'latest.json'), { step: c.state.step, dir: `checkpoints/${name}` });
-  // prune older checkpoints (never the one just written)
+  // prune older checkpoints (never the one just written) and temp dirs left by killed runs
+  for (const d of readdirSync(root)) if (/^\.step-\d+\.tmp-\d+$/.test(d)) rmSync(join(root, d), { recursive: true, force: true });
   const all = readdirSync(root).filter((d) => /^step-\d+$/.test(d)).sort();
   for (const d of all.slice(0, Math.max(0, all.length - keep))) if (d !== name) rmSync(join(root, d), { recursive: true, force: true });
   return final;
