@@ -40,7 +40,8 @@ const md = [
   '# CIFAR-10: the first 2,000 steps of each method', '',
   'CPU preset (`configs/cifar10-cpu.yaml`: ViT 192/6/3, patch 4, 32 px, predictor 96/2, unbiased masks, C-JEPA beta_vicreg 0.001 on',
   'block-pooled predictor outputs), batch 64, seed 0, the seeded 45,000/5,000 split; made with `bash scripts/cifar10-curves.sh`',
-  '(the three runs shared the 2-core machine, so their images/s are lower than a lone run).', '',
+  '(the three runs shared the 2-core machine, so their images/s are lower than a lone run). A run with fewer steps done',
+  'was stopped early for lack of session time (VICReg, whose step costs two full encoder passes, at step 1,000).', '',
   '| method | steps done | first loss | last loss | last RankMe | median img/s | median data wait (ms) |', '|---|---|---|---|---|---|---|',
   ...runs.map(({ m, steps, mons }) => {
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
