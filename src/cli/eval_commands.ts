@@ -2,6 +2,7 @@
 // `cjepa eval` and `cjepa embed`. registerEvalCommands(program) adds both to a commander program;
 // main(argv) runs them standalone (also: `node dist/src/cli/eval_commands.js eval ...`).
 import { Command, Option, InvalidArgumentError } from 'commander';
+import { intArg, floatArg } from './args.js';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DATA_SPEC_HELP, defaultWorkers } from '../data/index.js';
@@ -10,16 +11,8 @@ import { evaluateCheckpoint, embedDataset, PROTOCOLS, type Protocol, type EvalRe
 import type { Pooling } from '../eval/features.js';
 import type { EncoderChoice } from '../eval/load_encoder.js';
 
-const int = (name: string, min = 1) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got '${v}'`);
-  return n;
-};
-const float = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
-  return n;
-};
+const int = (name: string, min = 1) => intArg(name, min);
+const float = floatArg;
 const protocolList = (v: string): Protocol[] => {
   const ps = v.split(',').map((s) => s.trim()).filter(Boolean);
   if (ps.length === 1 && ps[0] === 'none') return [];

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `cjepa` command line: pretrain, eval, embed.
-import { Command, Option, InvalidArgumentError } from 'commander';
+import { Command, Option } from 'commander';
+import { intArg, floatArg } from './args.js';
 import { existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,16 +13,8 @@ import { registerEvalCommands } from './eval_commands.js';
 
 const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
 
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer, got '${v}'`);
-  return n;
-};
-const float = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
-  return n;
-};
+const int = (name: string) => intArg(name);
+const float = floatArg;
 
 /** A config file path, or the name of a shipped preset (configs/<name>.yaml). */
 function configPath(c: string | undefined): string | undefined {
