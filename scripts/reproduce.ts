@@ -7,6 +7,11 @@
 //                        [--runs-dir runs/repro] [--reuse] [--name cifar10-small] [--train-subset 0]
 //                        [--ablation]   (C-JEPA: beta_vicreg x placement at the same budget)
 //                        [--eval-only --prefix curves-]  (evaluate the checkpoints of existing runs <runs-dir>/<prefix><method>)
+//                        [--only run1,run2]  (train/evaluate only these runs, e.g. to split the grid over processes)
+//                        [--warmup-steps N]  (override the preset's 1-epoch warmup, for budgets shorter than an epoch)
+// Evaluations are cached next to each run (<run>/eval.json) and the floors in <runs-dir>/floors.json, so a
+// later call with --reuse (or --eval-only) only evaluates what is new and rewrites the report.
+// CJEPA_THREADS=1 runs one process per core.
 import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -31,17 +36,21 @@ const { values: a } = parseArgs({ options: {
   'train-subset': { type: 'string', default: '0' }, ablation: { type: 'boolean', default: false },
   data: { type: 'string', default: 'folder:../shared/data/cifar10/train' }, seed: { type: 'string', default: '0' },
   'eval-only': { type: 'boolean', default: false }, prefix: { type: 'string', default: '' },
+  only: { type: 'string', default: '' }, 'warmup-steps': { type: 'string', default: '' },
 } });
 const steps = Number(a.steps), batch = Number(a.batch), evalEvery = Number(a['eval-every']), seed = Number(a.seed);
 const outDir = join(ROOT, 'docs', 'results', a.name!);
 mkdirSync(outDir, { recursive: true });
 const say = (m: string) => console.error(`[reproduce] ${m}`);
 
+let trainLength = 45000; // set from the opened split in main()
+
 interface Row { run: string; method: string; step: number; epoch: number; knn20: number; knn200: number; linear: number; rankme: number; wallS?: number }
 
 async function main(): Promise<void> {
   const { train, val } = await openDatasets(a.data!, { valSplit: 0.1, seed });
   if (!val) throw new Error('no validation split');
+  trainLength = train.length;
   const subsetN = Number(a['train-subset']);
   const evalTrain: Dataset = subsetN > 0 && subsetN < train.length
     ? new SubsetDataset(train, Int32Array.from(T.randperm(train.length, { generator: new T.Generator(seed) }).toArray().slice(0, subsetN)))
@@ -59,7 +68,13 @@ async function main(): Promise<void> {
   };
 
   // ------------------------------------------------------------ floors
-  {
+  const floorsFile = join(a['runs-dir']!, 'floors.json');
+  const floorsKey = `${a.data}|subset ${subsetN}|seed ${seed}`;
+  const cachedFloors = existsSync(floorsFile) ? JSON.parse(readFileSync(floorsFile, 'utf8')) as { key: string; floors: Row[] } : undefined;
+  if (cachedFloors?.key === floorsKey) {
+    floors.push(...cachedFloors.floors);
+    say(`floors from ${floorsFile}`);
+  } else {
     const size = 32;
     const pix = async (ds: Dataset) => {
       const loader = new DataLoader(ds, { batchSize: 500, views: evalTransform({ size }), shuffle: false, dropLast: false, workers: 0, imageSize: size, channels: 3 });
@@ -79,6 +94,8 @@ async function main(): Promise<void> {
     floors.push(await evaluate(nets.encoder, 'random init', 'floor', 0, 0));
     say(`random init: ${JSON.stringify(floors[1])}`);
     for (const n of [nets.encoder, nets.targetEncoder, nets.predictor]) n?.dispose();
+    mkdirSync(a['runs-dir']!, { recursive: true });
+    writeFileSync(floorsFile, JSON.stringify({ key: floorsKey, floors }, null, 2));
   }
 
   // ------------------------------------------------------------ runs
@@ -94,8 +111,14 @@ async function main(): Promise<void> {
       }
     }
   }
+  const only = a.only ? new Set(a.only.split(',')) : undefined;
+  if (only) {
+    const unknown = [...only].filter((n) => !runs.some((r) => r.name === n));
+    if (unknown.length > 0) throw new Error(`--only: unknown run(s) ${unknown.join(', ')}; known: ${runs.map((r) => r.name).join(', ')}`);
+  }
   const wall: Record<string, number> = {};
-  for (const r of runs) {
+  // with --only, in the order given (most informative runs first when the time may run out)
+  for (const r of only ? [...only].map((n) => runs.find((x) => x.name === n)!) : runs) {
     const done = existsSync(join(r.cfg.out, 'latest.json')) && JSON.parse(readFileSync(join(r.cfg.out, 'latest.json'), 'utf8')).step >= steps;
     if (!a['eval-only'] && !(a.reuse && done)) {
       say(`pretraining ${r.name} for ${steps} steps (batch ${batch}) -> ${r.cfg.out}`);
@@ -107,23 +130,35 @@ async function main(): Promise<void> {
       wall[r.name] = m[m.length - 1]?.time_s ?? NaN;
     }
     const ckRoot = join(r.cfg.out, 'checkpoints');
+    if (!existsSync(ckRoot)) throw new Error(`run ${r.name}: no checkpoints in ${ckRoot} (train it first: drop --eval-only)`);
+    const cacheFile = join(r.cfg.out, 'eval.json');
+    const cache: Record<string, Row> = existsSync(cacheFile) ? JSON.parse(readFileSync(cacheFile, 'utf8')) : {};
     for (const d of readdirSync(ckRoot).filter((x) => /^step-\d+$/.test(x)).sort()) {
-      const loaded = loadEncoderFromCheckpoint(join(ckRoot, d));
       const st = JSON.parse(readFileSync(join(ckRoot, d, 'state.json'), 'utf8'));
-      const epoch = (st.step * batch) / train.length;
-      const row = await evaluate(loaded.encoder, r.name, r.cfg.method, st.step, epoch);
-      loaded.encoder.dispose();
+      const key = `${floorsKey}|step ${st.step}`;
+      let row = cache[key];
+      if (!row) {
+        const loaded = loadEncoderFromCheckpoint(join(ckRoot, d));
+        const epoch = (st.step * batch) / train.length;
+        row = await evaluate(loaded.encoder, r.name, r.cfg.method, st.step, epoch);
+        loaded.encoder.dispose();
+        cache[key] = row;
+        writeFileSync(cacheFile, JSON.stringify(cache, null, 2));
+      }
       rows.push(row);
       say(`${r.name} step ${st.step}: ${JSON.stringify(row)}`);
     }
     rows.filter((x) => x.run === r.name).forEach((x) => { x.wallS = wall[r.name]; });
   }
-  await report(rows, floors, wall);
+  if (only) say('--only: report not written (run again without --only, with --reuse, to write it from the cached evaluations)');
+  else await report(rows, floors, wall, runs);
 }
 
 function presetConfig(method: PretrainConfig['method'], out: string): PretrainConfig {
+  // warmup given in steps -> the preset's unit (epochs of the 45,000-image split, drop_last)
+  const optim = a['warmup-steps'] ? { batch, steps, warmupEpochs: Number(a['warmup-steps']) / Math.floor(trainLength / batch) } : { batch, steps };
   return resolveConfig(join(ROOT, 'configs', 'cifar10-cpu.yaml'), {
-    method, data: a.data, out, seed, optim: { batch, steps }, log: { checkpointEvery: evalEvery, keepCheckpoints: 1000, monitorEvery: evalEvery },
+    method, data: a.data, out, seed, optim, log: { checkpointEvery: evalEvery, keepCheckpoints: 1000, monitorEvery: Math.min(evalEvery, 100) },
   });
 }
 
@@ -133,7 +168,15 @@ function scoreFeatures(trX: T.Tensor, trY: Int32Array, teX: T.Tensor, teY: Int32
   return { run, method, step, epoch, knn20: knn.top1['20']!, knn200: knn.top1['200']!, linear: lin.top1, rankme: rankMe(teX) };
 }
 
-async function report(rows: Row[], floors: Row[], wall: Record<string, number>): Promise<void> {
+/** Last logged training terms and the RankMe curve of a run, from its metrics.jsonl. */
+function trainingLog(out: string): { last?: Record<string, number>; rankme: { step: number; rankme: number }[] } {
+  const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const steps = lines.filter((l) => l.kind === 'step');
+  const monitors = lines.filter((l) => l.kind === 'monitor');
+  return { last: steps[steps.length - 1]?.terms, rankme: monitors.map((m) => ({ step: m.step, rankme: m.rankme })) };
+}
+
+async function report(rows: Row[], floors: Row[], wall: Record<string, number>, runs: { name: string; cfg: PretrainConfig }[]): Promise<void> {
   writeFileSync(join(outDir, 'results.json'), JSON.stringify({ args: a, floors, rows, wall_s: wall }, null, 2));
   const pct = (x: number) => (100 * x).toFixed(1);
   const last = new Map<string, Row>();
@@ -147,6 +190,7 @@ async function report(rows: Row[], floors: Row[], wall: Record<string, number>):
     '| run | step | epochs | k-NN@20 | k-NN@200 | linear | RankMe | wall time |', '|---|---|---|---|---|---|---|---|',
     ...floors.map((f) => `| ${f.run} (floor) | – | – | ${pct(f.knn20)} | ${pct(f.knn200)} | ${pct(f.linear)} | ${f.rankme.toFixed(1)} | – |`),
     ...[...last.values()].map((r) => `| ${r.run} | ${r.step} | ${r.epoch.toFixed(2)} | ${pct(r.knn20)} | ${pct(r.knn200)} | ${pct(r.linear)} | ${r.rankme.toFixed(1)} | ${((r.wallS ?? NaN) / 60).toFixed(0)} min |`),
+    ...ablationSection(rows, runs),
     '', '## Every evaluated checkpoint', '', '| run | step | k-NN@20 | k-NN@200 | linear | RankMe |', '|---|---|---|---|---|---|',
     ...rows.map((r) => `| ${r.run} | ${r.step} | ${pct(r.knn20)} | ${pct(r.knn200)} | ${pct(r.linear)} | ${r.rankme.toFixed(1)} |`),
     '', '![k-NN accuracy](knn.png)', '', '![RankMe](rankme.png)', '',
@@ -161,7 +205,37 @@ async function report(rows: Row[], floors: Row[], wall: Record<string, number>):
   const floorSeries = (f: (r: Row) => number) => floors.map((fl) => ({ name: fl.run, x: [0, Math.max(...rows.map((r) => r.epoch), 1)], y: [f(fl), f(fl)] }));
   await writeLineChartPng(join(outDir, 'knn.png'), [...series((r) => 100 * r.knn20), ...floorSeries((r) => 100 * r.knn20)], { title: 'k-NN@20 top-1 on the CIFAR-10 validation split', xLabel: 'epoch', yLabel: 'accuracy (%)' });
   await writeLineChartPng(join(outDir, 'rankme.png'), [...series((r) => r.rankme), ...floorSeries((r) => r.rankme)], { title: 'RankMe of validation embeddings (of 192)', xLabel: 'epoch', yLabel: 'RankMe' });
+  if (a.ablation) {
+    for (const placement of ['block-pair', 'patch', 'context']) {
+      const chosen = runs.filter((r) => r.name === 'ijepa' || r.name.startsWith(`cjepa-${placement}-`));
+      const s = chosen.map((r) => { const m = trainingLog(r.cfg.out).rankme; return { name: r.name, x: m.map((p) => p.step), y: m.map((p) => p.rankme) }; });
+      await writeLineChartPng(join(outDir, `rankme-${placement}.png`), s, { title: `RankMe during training (512 train images), placement ${placement}`, xLabel: 'step', yLabel: 'RankMe' });
+    }
+  }
   say(`wrote ${outDir}/results.md`);
+}
+
+/** beta x placement grid of the last checkpoint of each ablation run, beside I-JEPA (beta = 0). */
+function ablationSection(rows: Row[], runs: { name: string; cfg: PretrainConfig }[]): string[] {
+  if (!a.ablation) return [];
+  const last = (name: string) => rows.filter((r) => r.run === name).at(-1);
+  const pct = (x: number | undefined) => (x === undefined ? '–' : (100 * x).toFixed(1));
+  const betas = [0.001, 0.01, 0.1, 1];
+  const ij = last('ijepa');
+  const cell = (name: string) => {
+    const r = last(name);
+    const run = runs.find((x) => x.name === name);
+    const t = run && existsSync(join(run.cfg.out, 'metrics.jsonl')) ? trainingLog(run.cfg.out).last : undefined;
+    return r ? `${pct(r.knn20)} / ${r.rankme.toFixed(1)} / ${t?.var !== undefined ? t.var.toFixed(2) : '–'}` : '–';
+  };
+  return [
+    '', '## Ablation: beta_vicreg x placement (last checkpoint)', '',
+    'Each cell: k-NN@20 top-1 (%) / RankMe of the validation embeddings / variance hinge at the last step (0 = every dimension has std >= 1).',
+    `I-JEPA (beta = 0) at the same budget: ${ij ? `${pct(ij.knn20)} / ${ij.rankme.toFixed(1)}` : 'not run'}.`, '',
+    `| placement | ${betas.map((b) => `beta ${b}`).join(' | ')} |`, `|---|${betas.map(() => '---').join('|')}|`,
+    ...['block-pair', 'patch', 'context'].map((p) => `| ${p} | ${betas.map((b) => cell(`cjepa-${p}-b${b}`)).join(' | ')} |`),
+    '', '![RankMe, block-pair](rankme-block-pair.png)', '', '![RankMe, patch](rankme-patch.png)', '', '![RankMe, context](rankme-context.png)',
+  ];
 }
 
 main().catch((e: unknown) => { console.error(`reproduce: ${(e as Error).stack}`); process.exit(1); });
