@@ -119,6 +119,11 @@ async function main(): Promise<void> {
   const wall: Record<string, number> = {};
   // with --only, in the order given (most informative runs first when the time may run out)
   for (const r of only ? [...only].map((n) => runs.find((x) => x.name === n)!) : runs) {
+    // --eval-only over a grid that was cut short: report the cell as not run rather than fail the report
+    if (a['eval-only'] && a.ablation && r.name.startsWith('cjepa-') && !existsSync(join(r.cfg.out, 'checkpoints'))) {
+      say(`${r.name}: not run (no ${join(r.cfg.out, 'checkpoints')}), left out of the report`);
+      continue;
+    }
     const done = existsSync(join(r.cfg.out, 'latest.json')) && JSON.parse(readFileSync(join(r.cfg.out, 'latest.json'), 'utf8')).step >= steps;
     if (!a['eval-only'] && !(a.reuse && done)) {
       say(`pretraining ${r.name} for ${steps} steps (batch ${batch}) -> ${r.cfg.out}`);
@@ -130,11 +135,7 @@ async function main(): Promise<void> {
       wall[r.name] = m[m.length - 1]?.time_s ?? NaN;
     }
     const ckRoot = join(r.cfg.out, 'checkpoints');
-    if (!existsSync(ckRoot)) {
-      // --eval-only over a grid that was cut short: report the cell as not run rather than fail the report
-      if (a['eval-only'] && a.ablation && r.name.startsWith('cjepa-')) { say(`${r.name}: not run (no ${ckRoot}), left out of the report`); continue; }
-      throw new Error(`run ${r.name}: no checkpoints in ${ckRoot} (train it first: drop --eval-only)`);
-    }
+    if (!existsSync(ckRoot)) throw new Error(`run ${r.name}: no checkpoints in ${ckRoot} (train it first: drop --eval-only)`);
     const cacheFile = join(r.cfg.out, 'eval.json');
     const cache: Record<string, Row> = existsSync(cacheFile) ? JSON.parse(readFileSync(cacheFile, 'utf8')) : {};
     for (const d of readdirSync(ckRoot).filter((x) => /^step-\d+$/.test(x)).sort()) {

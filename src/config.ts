@@ -70,7 +70,8 @@ export const DEFAULT_CONFIG: PretrainConfig = {
     contextScale: [0.85, 1.0], contextAspect: [1.0, 1.0], minKeep: 4,
   },
   loss: { distance: 'smooth_l1' },
-  cjepa: { betaVicreg: 0.001, inv: 25, var: 25, cov: 1, placement: 'block-pair' },
+  // context placement: the regulariser must act on the encoder (docs/results/cifar10-ablation/)
+  cjepa: { betaVicreg: 0.001, inv: 25, var: 25, cov: 1, placement: 'context' },
   vicreg: { inv: 25, var: 25, cov: 1, expander: [768, 768, 768] },
   optim: {
     batch: 128, epochs: 10, steps: 0, lr: 1e-3, startLr: 2e-4, finalLr: 1e-6, warmupEpochs: 1,

@@ -113,7 +113,7 @@ export function buildCli(): Command {
     .option('--steps <n>', 'optimiser steps (wins over --epochs)', int('--steps'))
     .option('--lr <x>', 'peak learning rate', float('--lr'))
     .option('--beta-vicreg <x>', 'C-JEPA: weight of the VICReg regulariser', float('--beta-vicreg'))
-    .addOption(new Option('--placement <p>', 'C-JEPA: where VICReg acts').choices(['block-pair', 'patch', 'context']))
+    .addOption(new Option('--placement <p>', 'C-JEPA: where VICReg acts (default context: pooled context-encoder output; block-pair: the paper, see docs/results/cifar10-ablation)').choices(['block-pair', 'patch', 'context']))
     .addOption(new Option('--mask-mode <m>', 'multi-block masks').choices(['faithful', 'unbiased']))
     .option('--out <dir>', 'run directory')
     .option('--resume', 'continue the run in --out from its last checkpoint')
