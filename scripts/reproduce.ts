@@ -131,8 +131,7 @@ async function main(): Promise<void> {
       await pretrain(r.cfg, { resume: a.reuse, onMessage: say });
       wall[r.name] = (Date.now() - t0) / 1000;
     } else {
-      const m = readFileSync(join(r.cfg.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === 'step');
-      wall[r.name] = m[m.length - 1]?.time_s ?? NaN;
+      wall[r.name] = trainingLog(r.cfg.out).timeS;
     }
     const ckRoot = join(r.cfg.out, 'checkpoints');
     if (!existsSync(ckRoot)) throw new Error(`run ${r.name}: no checkpoints in ${ckRoot} (train it first: drop --eval-only)`);
@@ -160,7 +159,7 @@ async function main(): Promise<void> {
 }
 
 function presetConfig(method: PretrainConfig['method'], out: string): PretrainConfig {
-  // warmup given in steps -> the preset's unit (epochs of the 45,000-image split, drop_last)
+  // warmup given in steps -> the preset's unit (epochs of the training split, drop_last)
   const optim = a['warmup-steps'] ? { batch, steps, warmupEpochs: Number(a['warmup-steps']) / Math.floor(trainLength / batch) } : { batch, steps };
   return resolveConfig(join(ROOT, 'configs', 'cifar10-cpu.yaml'), {
     method, data: a.data, out, seed, optim, log: { checkpointEvery: evalEvery, keepCheckpoints: 1000, monitorEvery: Math.min(evalEvery, 100) },
@@ -173,17 +172,18 @@ function scoreFeatures(trX: T.Tensor, trY: Int32Array, teX: T.Tensor, teY: Int32
   return { run, method, step, epoch, knn20: knn.top1['20']!, knn200: knn.top1['200']!, linear: lin.top1, rankme: rankMe(teX) };
 }
 
-/** Last logged training terms and the RankMe curve of a run, from its metrics.jsonl. */
-function trainingLog(out: string): { last?: Record<string, number>; rankme: { step: number; rankme: number }[] } {
+/** Last logged training terms and time, and the RankMe curve of a run, from its metrics.jsonl. */
+function trainingLog(out: string): { last?: Record<string, number>; timeS: number; rankme: { step: number; rankme: number }[] } {
   const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-  const steps = lines.filter((l) => l.kind === 'step');
+  const lastStep = lines.filter((l) => l.kind === 'step').at(-1);
   const monitors = lines.filter((l) => l.kind === 'monitor');
-  return { last: steps[steps.length - 1]?.terms, rankme: monitors.map((m) => ({ step: m.step, rankme: m.rankme })) };
+  return { last: lastStep?.terms, timeS: lastStep?.time_s ?? NaN, rankme: monitors.map((m) => ({ step: m.step, rankme: m.rankme })) };
 }
+
+const pct = (x: number | undefined) => (x === undefined ? '–' : (100 * x).toFixed(1));
 
 async function report(rows: Row[], floors: Row[], wall: Record<string, number>, runs: { name: string; cfg: PretrainConfig }[]): Promise<void> {
   writeFileSync(join(outDir, 'results.json'), JSON.stringify({ args: a, floors, rows, wall_s: wall }, null, 2));
-  const pct = (x: number) => (100 * x).toFixed(1);
   const last = new Map<string, Row>();
   for (const r of rows) last.set(r.run, r);
   const lines = [
@@ -224,7 +224,6 @@ async function report(rows: Row[], floors: Row[], wall: Record<string, number>, 
 function ablationSection(rows: Row[], runs: { name: string; cfg: PretrainConfig }[]): string[] {
   if (!a.ablation) return [];
   const last = (name: string) => rows.filter((r) => r.run === name).at(-1);
-  const pct = (x: number | undefined) => (x === undefined ? '–' : (100 * x).toFixed(1));
   const betas = [0.001, 0.01, 0.1, 1];
   const ij = last('ijepa');
   const cell = (name: string) => {
