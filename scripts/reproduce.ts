@@ -9,6 +9,11 @@
 //                        [--eval-only --prefix curves-]  (evaluate the checkpoints of existing runs <runs-dir>/<prefix><method>)
 //                        [--only run1,run2]  (train/evaluate only these runs, e.g. to split the grid over processes)
 //                        [--warmup-steps N]  (override the preset's 1-epoch warmup, for budgets shorter than an epoch)
+//                        [--run 'name:method=cjepa;cjepa.placement=views;optim.ema=[0.99,1]' ...]  (runs of your own:
+//                           config fields in YAML, on top of the preset; with --only to pick among them)
+//                        [--online]  (JEPA runs: evaluate the online (context) encoder too, as <run>/online)
+// Features of every evaluation are kept next to the run (<run>/features/), so a change of probe re-scores
+// without re-extracting: --rescore.
 // Evaluations are cached next to each run (<run>/eval.json) and the floors in <runs-dir>/floors.json, so a
 // later call with --reuse (or --eval-only) only evaluates what is new and rewrites the report.
 // CJEPA_THREADS=1 runs one process per core.
@@ -17,14 +22,16 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync, readFileSync } from 
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as T from '../src/tensor/index.js';
-import { resolveConfig, type PretrainConfig } from '../src/config.js';
+import { resolveConfig, mergeConfig, type PretrainConfig } from '../src/config.js';
+import { parse as parseYaml } from 'yaml';
+import { saveTensors, loadTensors } from '../src/io/tensors.js';
 import { pretrain, buildNetworks } from '../src/method/trainer.js';
 import { openDatasets, DataLoader, evalTransform, SubsetDataset, type Dataset } from '../src/data/index.js';
 import { extractFeatures } from '../src/eval/features.js';
 import { loadEncoderFromCheckpoint } from '../src/eval/load_encoder.js';
 import { knnClassify } from '../src/eval/knn.js';
 import { linearProbe } from '../src/eval/linear_probe.js';
-import { rankMe } from '../src/eval/monitors.js';
+import { rankMe, normalisedStd } from '../src/eval/monitors.js';
 import { writeLineChartPng } from '../src/util/plot.js';
 import type { VisionTransformer } from '../src/nn/vit.js';
 
@@ -37,6 +44,8 @@ const { values: a } = parseArgs({ options: {
   data: { type: 'string', default: 'folder:../shared/data/cifar10/train' }, seed: { type: 'string', default: '0' },
   'eval-only': { type: 'boolean', default: false }, prefix: { type: 'string', default: '' },
   only: { type: 'string', default: '' }, 'warmup-steps': { type: 'string', default: '' },
+  run: { type: 'string', multiple: true, default: [] }, online: { type: 'boolean', default: false },
+  rescore: { type: 'boolean', default: false },
 } });
 const steps = Number(a.steps), batch = Number(a.batch), evalEvery = Number(a['eval-every']), seed = Number(a.seed);
 const outDir = join(ROOT, 'docs', 'results', a.name!);
@@ -45,7 +54,7 @@ const say = (m: string) => console.error(`[reproduce] ${m}`);
 
 let trainLength = 45000; // set from the opened split in main()
 
-interface Row { run: string; method: string; step: number; epoch: number; knn20: number; knn200: number; linear: number; rankme: number; wallS?: number }
+interface Row { run: string; method: string; step: number; epoch: number; knn20: number; knn200: number; linear: number; rankme: number; rankmeCentred?: number; std?: number; wallS?: number }
 
 async function main(): Promise<void> {
   const { train, val } = await openDatasets(a.data!, { valSplit: 0.1, seed });
@@ -59,11 +68,30 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const floors: Row[] = [];
 
-  const evaluate = async (enc: VisionTransformer, run: string, method: string, step: number, epoch: number): Promise<Row> => {
-    const tr = await extractFeatures(enc, evalTrain, { batchSize: 256 });
-    const te = await extractFeatures(enc, val, { batchSize: 256 });
-    const row = scoreFeatures(tr.features, tr.labels, te.features, te.labels, run, method, step, epoch);
-    tr.features.dispose(); te.features.dispose();
+  // features are cached in `featFile` (when given) so that a new probe re-scores without re-extracting
+  const evaluate = async (enc: VisionTransformer | null, run: string, method: string, step: number, epoch: number, featFile?: string): Promise<Row> => {
+    let trX: T.Tensor, teX: T.Tensor, trY: Int32Array, teY: Int32Array;
+    if (featFile && existsSync(featFile)) {
+      const t = loadTensors(featFile).tensors;
+      [trX, teX] = [t['train']!, t['test']!];
+      trY = Int32Array.from(T.tidy(() => t['train_labels']!.toArray()));
+      teY = Int32Array.from(T.tidy(() => t['test_labels']!.toArray()));
+      t['train_labels']!.dispose(); t['test_labels']!.dispose();
+    } else {
+      if (!enc) throw new Error(`no encoder and no cached features for ${run} step ${step}`);
+      const tr = await extractFeatures(enc, evalTrain, { batchSize: 256 });
+      const te = await extractFeatures(enc, val, { batchSize: 256 });
+      [trX, teX, trY, teY] = [tr.features, te.features, tr.labels, te.labels];
+      if (featFile) {
+        mkdirSync(dirname(featFile), { recursive: true });
+        const lab = (y: Int32Array) => T.tensor(Int32Array.from(y), [y.length]);
+        const [a1, a2] = [lab(trY), lab(teY)];
+        saveTensors(featFile, { train: trX, test: teX, train_labels: a1, test_labels: a2 });
+        a1.dispose(); a2.dispose();
+      }
+    }
+    const row = scoreFeatures(trX, trY, teX, teY, run, method, step, epoch);
+    trX.dispose(); teX.dispose();
     return row;
   };
 
@@ -111,6 +139,22 @@ async function main(): Promise<void> {
       }
     }
   }
+  for (const spec of a.run ?? []) {
+    const colon = spec.indexOf(':');
+    if (colon <= 0) throw new Error(`--run expects 'name:field=value;field=value', got '${spec}'`);
+    const name = spec.slice(0, colon);
+    const over: Record<string, unknown> = {};
+    for (const kv of spec.slice(colon + 1).split(';').filter(Boolean)) {
+      const eq = kv.indexOf('=');
+      if (eq <= 0) throw new Error(`--run ${name}: expected field=value, got '${kv}'`);
+      const keys = kv.slice(0, eq).trim().split('.');
+      let o = over;
+      for (const k of keys.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
+      o[keys.at(-1)!] = parseYaml(kv.slice(eq + 1));
+    }
+    const m = (over['method'] as PretrainConfig['method'] | undefined) ?? 'cjepa';
+    runs.push({ name, cfg: mergeConfig(presetConfig(m, join(a['runs-dir']!, `${a.prefix}${name}`)), over) });
+  }
   const only = a.only ? new Set(a.only.split(',')) : undefined;
   if (only) {
     const unknown = [...only].filter((n) => !runs.some((r) => r.name === n));
@@ -137,22 +181,26 @@ async function main(): Promise<void> {
     if (!existsSync(ckRoot)) throw new Error(`run ${r.name}: no checkpoints in ${ckRoot} (train it first: drop --eval-only)`);
     const cacheFile = join(r.cfg.out, 'eval.json');
     const cache: Record<string, Row> = existsSync(cacheFile) ? JSON.parse(readFileSync(cacheFile, 'utf8')) : {};
+    const encoders: [string, 'auto' | 'encoder'][] = [[r.name, 'auto'], ...(a.online && r.cfg.method !== 'vicreg' ? [[`${r.name}/online`, 'encoder'] as [string, 'encoder']] : [])];
     for (const d of readdirSync(ckRoot).filter((x) => /^step-\d+$/.test(x)).sort()) {
       const st = JSON.parse(readFileSync(join(ckRoot, d, 'state.json'), 'utf8'));
-      const key = `${floorsKey}|step ${st.step}`;
-      let row = cache[key];
-      if (!row) {
-        const loaded = loadEncoderFromCheckpoint(join(ckRoot, d));
-        const epoch = (st.step * batch) / train.length;
-        row = await evaluate(loaded.encoder, r.name, r.cfg.method, st.step, epoch);
-        loaded.encoder.dispose();
-        cache[key] = row;
-        writeFileSync(cacheFile, JSON.stringify(cache, null, 2));
+      for (const [name, which] of encoders) {
+        const key = `${floorsKey}|step ${st.step}${which === 'encoder' ? '|online' : ''}`;
+        let row = a.rescore ? undefined : cache[key];
+        if (!row) {
+          const featFile = join(r.cfg.out, 'features', `step-${st.step}-${which === 'encoder' ? 'online' : 'target'}-${subsetN}.safetensors`);
+          const loaded = existsSync(featFile) ? null : loadEncoderFromCheckpoint(join(ckRoot, d), { which });
+          const epoch = (st.step * batch) / train.length;
+          row = await evaluate(loaded?.encoder ?? null, name, r.cfg.method, st.step, epoch, featFile);
+          loaded?.encoder.dispose();
+          cache[key] = row;
+          writeFileSync(cacheFile, JSON.stringify(cache, null, 2));
+        }
+        rows.push(row);
+        say(`${name} step ${st.step}: ${JSON.stringify(row)}`);
       }
-      rows.push(row);
-      say(`${r.name} step ${st.step}: ${JSON.stringify(row)}`);
     }
-    rows.filter((x) => x.run === r.name).forEach((x) => { x.wallS = wall[r.name]; });
+    rows.filter((x) => x.run === r.name || x.run === `${r.name}/online`).forEach((x) => { x.wallS = wall[r.name]; });
   }
   if (only) say('--only: report not written (run again without --only, with --reuse, to write it from the cached evaluations)');
   else await report(rows, floors, wall, runs);
@@ -169,7 +217,10 @@ function presetConfig(method: PretrainConfig['method'], out: string): PretrainCo
 function scoreFeatures(trX: T.Tensor, trY: Int32Array, teX: T.Tensor, teY: Int32Array, run: string, method: string, step: number, epoch: number): Row {
   const knn = knnClassify(trX, trY, teX, teY, { ks: [20, 200] });
   const lin = linearProbe(trX, trY, teX, teY);
-  return { run, method, step, epoch, knn20: knn.top1['20']!, knn200: knn.top1['200']!, linear: lin.top1, rankme: rankMe(teX) };
+  return {
+    run, method, step, epoch, knn20: knn.top1['20']!, knn200: knn.top1['200']!, linear: lin.top1,
+    rankme: rankMe(teX), rankmeCentred: rankMe(teX, { centred: true }), std: normalisedStd(teX),
+  };
 }
 
 /** Last logged training terms and time, and the RankMe curve of a run, from its metrics.jsonl. */

@@ -2,7 +2,8 @@
 // A bad value is refused before any work starts, naming the field.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { VIT_SIZES } from './nn/vit.js';
+import { VIT_SIZES, vitConfig, type ViTConfig } from './nn/vit.js';
+import { CJEPA_PLACEMENTS, type CjepaPlacement } from './method/losses.js';
 
 export type Method = 'cjepa' | 'ijepa' | 'vicreg';
 
@@ -33,7 +34,14 @@ export interface PretrainConfig {
     minKeep: number;
   };
   loss: { distance: 'smooth_l1' | 'l2' };
-  cjepa: { betaVicreg: number; inv: number; var: number; cov: number; placement: 'block-pair' | 'patch' | 'context' };
+  cjepa: {
+    betaVicreg: number; inv: number; var: number; cov: number;
+    placement: CjepaPlacement;
+    /** 'views' placement: widths of the projector on pooled embeddings before VICReg ([] = none) */
+    projector: number[];
+    /** 'views' placement: augmentation of the two views (VICReg's official pair, or two I-JEPA crops) */
+    viewAug: 'vicreg' | 'crop';
+  };
   vicreg: { inv: number; var: number; cov: number; expander: number[] };
   optim: {
     batch: number;
@@ -71,7 +79,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   },
   loss: { distance: 'smooth_l1' },
   // context placement: the regulariser must act on the encoder (docs/results/cifar10-ablation/)
-  cjepa: { betaVicreg: 0.001, inv: 25, var: 25, cov: 1, placement: 'context' },
+  cjepa: { betaVicreg: 0.001, inv: 25, var: 25, cov: 1, placement: 'context', projector: [], viewAug: 'vicreg' },
   vicreg: { inv: 25, var: 25, cov: 1, expander: [768, 768, 768] },
   optim: {
     batch: 128, epochs: 10, steps: 0, lr: 1e-3, startLr: 2e-4, finalLr: 1e-6, warmupEpochs: 1,
@@ -161,8 +169,11 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   if (!['smooth_l1', 'l2'].includes(c.loss.distance)) fail('loss.distance', `must be smooth_l1 or l2, got '${c.loss.distance}'`);
   num('cjepa.betaVicreg', c.cjepa.betaVicreg, { min: 0 });
   for (const k of ['inv', 'var', 'cov'] as const) { num(`cjepa.${k}`, c.cjepa[k], { min: 0 }); num(`vicreg.${k}`, c.vicreg[k], { min: 0 }); }
-  if (!['block-pair', 'patch', 'context'].includes(c.cjepa.placement)) fail('cjepa.placement', `must be block-pair, patch or context, got '${c.cjepa.placement}'`);
-  if (c.method === 'cjepa' && c.cjepa.placement !== 'context' && c.cjepa.betaVicreg > 0 && c.masks.nTargets < 2) {
+  if (!CJEPA_PLACEMENTS.includes(c.cjepa.placement)) fail('cjepa.placement', `must be one of ${CJEPA_PLACEMENTS.join(', ')}, got '${c.cjepa.placement}'`);
+  if (!Array.isArray(c.cjepa.projector)) fail('cjepa.projector', 'must be a list of layer widths ([] = no projector)');
+  c.cjepa.projector.forEach((d, i) => num(`cjepa.projector[${i}]`, d, { int: true, min: 1 }));
+  if (!['vicreg', 'crop'].includes(c.cjepa.viewAug)) fail('cjepa.viewAug', `must be vicreg or crop, got '${c.cjepa.viewAug}'`);
+  if (c.method === 'cjepa' && ['block-pair', 'patch'].includes(c.cjepa.placement) && c.cjepa.betaVicreg > 0 && c.masks.nTargets < 2) {
     fail('masks.nTargets', 'must be >= 2 for the C-JEPA block-pair regulariser');
   }
   if (!Array.isArray(c.vicreg.expander) || c.vicreg.expander.length < 1) fail('vicreg.expander', 'must be a non-empty list of layer widths');
@@ -199,4 +210,15 @@ export function resolveConfig(file?: string, ...overrides: unknown[]): PretrainC
   if (file) c = mergeConfig(c, loadConfigFile(file));
   for (const o of overrides) c = mergeConfig(c, o);
   return validateConfig(c);
+}
+
+/** The encoder's ViT config of a pretrain config (the named size with the config's overrides). */
+export function encoderConfig(cfg: PretrainConfig, channels: number): ViTConfig {
+  const m = cfg.model;
+  return vitConfig(m.name, {
+    imgSize: m.imgSize, patchSize: m.patch, inChans: channels, seed: cfg.seed,
+    ...(m.depth !== undefined ? { depth: m.depth } : {}),
+    ...(m.embedDim !== undefined ? { embedDim: m.embedDim } : {}),
+    ...(m.numHeads !== undefined ? { numHeads: m.numHeads } : {}),
+  });
 }

@@ -20,6 +20,7 @@ import { VisionTransformer } from '../src/nn/vit.js';
 import {
   knnClassify, linearProbe, trainLinear, linearObjective, predictLinear, accuracy, poolFeatures, extractFeatures,
   loadEncoderFromCheckpoint, evaluateCheckpoint, embedDataset, finetune, rankMe, covarianceSpectrum, normalisedStd, layerScales, layerId,
+  collapseStats, collapseVerdict, healthyStd,
 } from '../src/eval/index.js';
 import { runTorch, maxAbsDiff } from './util/pytorch.js';
 import { makeFolder } from './fixtures/data_fixture.js';
@@ -264,6 +265,27 @@ test('RankMe of a rank-k matrix is k; the covariance spectrum has the known eige
   assert.ok(Math.abs(rankMe(collapsed) - 1) < 1e-3);
   assert.ok(normalisedStd(collapsed) < 1e-6);
   for (const t of [onehot, v, H, A, G, collapsed]) t.dispose();
+});
+
+test('centred RankMe ignores a shared mean direction; the verdict reads centred RankMe and std', () => {
+  const N = 400, D = 16;
+  // isotropic Gaussian rows plus a huge common offset: uncentred RankMe sees ~1 direction, centred ~D
+  const x = randn([N, D], { generator: gen });
+  const shifted = tidy(() => x.add(randn([1, D], { generator: gen }).mul(100)));
+  assert.ok(rankMe(shifted) < 1.5, `uncentred ${rankMe(shifted)}`);
+  const c = rankMe(shifted, { centred: true });
+  assert.ok(c > 0.85 * D && c <= D, `centred ${c}`);
+  // exact: centred rows e_i - mean over k one-hot categories span k - 1 equal directions
+  const k = 5;
+  const onehot = tidy(() => eye(D).narrow(0, 0, k).repeat([N / k, 1]).add(3));
+  assert.ok(Math.abs(rankMe(onehot, { centred: true }) - (k - 1)) < 1e-3);
+  assert.equal(healthyStd(64), 0.125);
+  assert.equal(collapseVerdict({ rankme_centred: 60, std: 0.1, dim: 192 }), 'healthy');
+  assert.equal(collapseVerdict({ rankme_centred: 30, std: 0.1, dim: 192 }), 'low-rank');
+  assert.equal(collapseVerdict({ rankme_centred: 60, std: 0.01, dim: 192 }), 'collapsed');
+  const s = collapseStats(shifted);
+  assert.ok(Math.abs(s.rankme_centred - c) < 1e-9 && s.rankme < 1.5 && s.dim === D);
+  for (const t of [x, shifted, onehot]) t.dispose();
 });
 
 test('layer-wise lr decay: BEiT / MAE layer ids and scales', () => {

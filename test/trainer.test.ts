@@ -95,6 +95,34 @@ test('a run killed after step 4 and resumed equals the uninterrupted run (single
   }
 });
 
+test('C-JEPA with two views: projector checkpointed, monitors of both encoders, kill + resume identical', async () => {
+  const prev = getNumThreads();
+  setNumThreads(1);
+  try {
+    const views = { cjepa: { betaVicreg: 0.1, placement: 'views', projector: [48, 48], viewAug: 'vicreg' } };
+    const full = tinyConfig('cjepa', 'views-full', views);
+    await pretrain(full, quiet);
+    const ck = resolveCheckpointDir(full.out);
+    const proj = loadTensors(join(ck, 'projector.safetensors')).tensors;
+    assert.deepEqual(proj['0.weight']!.shape, [48, 32], 'projector: official expander names, encoder width in');
+    const lines = readFileSync(join(full.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const mon = lines.filter((l) => l.kind === 'monitor').at(-1);
+    assert.ok(mon.rankme_centred >= 1 && mon.online.rankme_centred >= 1 && ['healthy', 'low-rank', 'collapsed'].includes(mon.verdict));
+    // the online encoder trained for 6 steps; the EMA target (momentum 0.996) barely moved from the init
+    assert.notEqual(mon.online.std, mon.std);
+    const killed = tinyConfig('cjepa', 'views-killed', views);
+    await pretrain(killed, { ...quiet, killAfterSteps: 4 });
+    await pretrain(killed, { ...quiet, resume: true });
+    for (const stem of ['encoder', 'target_encoder', 'predictor', 'projector', 'optimizer']) {
+      const a = loadTensors(join(resolveCheckpointDir(full.out), `${stem}.safetensors`)).tensors;
+      const b = loadTensors(join(resolveCheckpointDir(killed.out), `${stem}.safetensors`)).tensors;
+      for (const k of Object.keys(a)) assert.equal(maxAbsDiff(a[k]!, b[k]!), 0, `${stem}.${k} differs after resume`);
+    }
+  } finally {
+    setNumThreads(prev);
+  }
+});
+
 test('a non-finite loss stops training naming the step and the term, keeping the last checkpoint', async () => {
   const cfg = tinyConfig('ijepa', 'nan', { optim: { batch: 16, steps: 6, lr: 1e30, startLr: 1e30, warmupEpochs: 0 } });
   await assert.rejects(pretrain(cfg, quiet), /non-finite loss at step \d+: term 'loss'/);
@@ -132,11 +160,17 @@ test('cjepa pretrain CLI: flags override the config file; errors are clear', () 
     'vicreg: { expander: [32, 32] }', 'masks: { minKeep: 1 }', 'optim: { batch: 16, steps: 3 }', 'log: { every: 1, monitorEvery: 0, checkpointEvery: 10 }',
   ].join('\n'));
   const out = join(dir, 'cli-run');
-  const r = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--method', 'ijepa', '--steps', '2', '--out', out], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--method', 'ijepa', '--steps', '2', '--out', out,
+    '--set', 'optim.ema=[0.99, 1.0]', 'masks.contextScale=[1, 1]'], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, r.stderr);
   const state = JSON.parse(readFileSync(join(resolveCheckpointDir(out), 'state.json'), 'utf8'));
   assert.equal(state.method, 'ijepa');
   assert.equal(state.step, 2);
+  assert.deepEqual(state.config.optim.ema, [0.99, 1.0], '--set reaches any field, values in YAML');
+  assert.deepEqual(state.config.masks.contextScale, [1, 1]);
+  const badSet = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--out', join(dir, 'z'), '--set', 'optim.emma=[0.9, 1]'], { encoding: 'utf8' });
+  assert.equal(badSet.status, 1);
+  assert.match(badSet.stderr, /unknown field 'optim\.emma'/);
   const bad = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--img-size', '18', '--out', join(dir, 'x')], { encoding: 'utf8' });
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /model\.imgSize/);

@@ -6,9 +6,12 @@ import { existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
+import { parse as parseYaml } from 'yaml';
+import { CJEPA_PLACEMENTS } from '../method/losses.js';
 import { resolveConfig } from '../config.js';
 import { pretrain, type StepLog, type MonitorLog } from '../method/trainer.js';
 import { DATA_SPEC_HELP } from '../data/index.js';
+import { healthyStd } from '../eval/monitors.js';
 import { registerEvalCommands } from './eval_commands.js';
 
 const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
@@ -29,7 +32,7 @@ interface PretrainFlags {
   config?: string; method?: string; data?: string; valSplit?: number; model?: string; patch?: number; imgSize?: number; depth?: number;
   batch?: number; epochs?: number; steps?: number; lr?: number; betaVicreg?: number; placement?: string; maskMode?: string;
   out?: string; resume?: boolean; seed?: number; threads?: number; workers?: number; logEvery?: number; monitorEvery?: number;
-  checkpointEvery?: number; predDepth?: number; predDim?: number;
+  checkpointEvery?: number; predDepth?: number; predDim?: number; set?: string[];
 }
 
 /** Flags as a partial config (only those given), so they override the file. */
@@ -50,6 +53,11 @@ function flagsToConfig(f: PretrainFlags): Record<string, unknown> {
   if (f.epochs !== undefined && f.steps === undefined) set('optim.steps', 0);
   set('cjepa.betaVicreg', f.betaVicreg); set('cjepa.placement', f.placement); set('masks.mode', f.maskMode);
   set('log.every', f.logEvery); set('log.monitorEvery', f.monitorEvery); set('log.checkpointEvery', f.checkpointEvery);
+  for (const kv of f.set ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`--set expects key=value (e.g. --set optim.ema=[0.99,1.0]), got '${kv}'`);
+    set(kv.slice(0, eq).trim(), parseYaml(kv.slice(eq + 1)));
+  }
   return c;
 }
 
@@ -60,7 +68,9 @@ function progressReporter() {
   return {
     onLog(l: StepLog | MonitorLog, total: number) {
       if (l.kind === 'monitor') {
-        const msg = `[monitor] step ${l.step}: RankMe ${l.rankme.toFixed(2)} / ${l.dim}, normalised std ${l.std.toFixed(4)} (healthy ~${(1 / Math.sqrt(l.dim)).toFixed(4)})`;
+        const online = l.online ? `; online encoder: RankMe ${l.online.rankme_centred.toFixed(1)}, std ${l.online.std.toFixed(4)}` : '';
+        const msg = `[monitor] step ${l.step}: ${l.verdict}: centred RankMe ${l.rankme_centred.toFixed(1)} of ${l.dim} (uncentred ${l.rankme.toFixed(1)}), ` +
+          `normalised std ${l.std.toFixed(4)} (healthy ~${healthyStd(l.dim).toFixed(4)})${online}`;
         if (bar) bar.stop(), (bar = null);
         console.error(msg);
         return;
@@ -113,7 +123,7 @@ export function buildCli(): Command {
     .option('--steps <n>', 'optimiser steps (wins over --epochs)', int('--steps'))
     .option('--lr <x>', 'peak learning rate', float('--lr'))
     .option('--beta-vicreg <x>', 'C-JEPA: weight of the VICReg regulariser', float('--beta-vicreg'))
-    .addOption(new Option('--placement <p>', 'C-JEPA: where VICReg acts (default context: pooled context-encoder output; block-pair: the paper, see docs/results/cifar10-ablation)').choices(['block-pair', 'patch', 'context']))
+    .addOption(new Option('--placement <p>', 'C-JEPA: where VICReg acts (default context: pooled context-encoder output; block-pair: the paper, see docs/results/cifar10-ablation)').choices([...CJEPA_PLACEMENTS]))
     .addOption(new Option('--mask-mode <m>', 'multi-block masks').choices(['faithful', 'unbiased']))
     .option('--out <dir>', 'run directory')
     .option('--resume', 'continue the run in --out from its last checkpoint')
@@ -123,6 +133,7 @@ export function buildCli(): Command {
     .option('--log-every <n>', 'steps between metric lines', int('--log-every'))
     .option('--monitor-every <n>', 'steps between collapse monitors (0 = off)', int('--monitor-every'))
     .option('--checkpoint-every <n>', 'steps between checkpoints', int('--checkpoint-every'))
+    .option('--set <key=value...>', 'any config field, value in YAML (e.g. --set optim.ema=[0.99,1] masks.nTargets=2)')
     .action(async (flags: PretrainFlags) => {
       const cfg = resolveConfig(configPath(flags.config), flagsToConfig(flags));
       const progress = progressReporter();

@@ -13,7 +13,7 @@ import { Tensor } from '../tensor/index.js';
 import { VisionTransformer, vitConfig, type ViTConfig } from '../nn/vit.js';
 import { resolveCheckpointDir, readCheckpointState } from '../method/checkpoint.js';
 import { loadTensors } from '../io/tensors.js';
-import { loadConfigFile, resolveConfig, type PretrainConfig } from '../config.js';
+import { loadConfigFile, resolveConfig, encoderConfig, type PretrainConfig } from '../config.js';
 
 export type EncoderChoice = 'auto' | 'target_encoder' | 'encoder';
 
@@ -45,16 +45,8 @@ export interface LoadedEncoder {
   embedDim: number;
 }
 
-/** The encoder's ViT config from a pretrain config (mirrors buildNetworks in method/trainer.ts). */
-export function encoderConfigFromPretrain(cfg: PretrainConfig, channels: number): ViTConfig {
-  const m = cfg.model;
-  return vitConfig(m.name, {
-    imgSize: m.imgSize, patchSize: m.patch, inChans: channels, seed: cfg.seed,
-    ...(m.depth !== undefined ? { depth: m.depth } : {}),
-    ...(m.embedDim !== undefined ? { embedDim: m.embedDim } : {}),
-    ...(m.numHeads !== undefined ? { numHeads: m.numHeads } : {}),
-  });
-}
+/** The encoder's ViT config from a pretrain config (the trainer builds it the same way). */
+export const encoderConfigFromPretrain = encoderConfig;
 
 /** Infers a ViT config from an encoder state dict (see the file comment for what is inferred). */
 export function inferEncoderConfig(sd: Record<string, Tensor>, heads?: number): ViTConfig {

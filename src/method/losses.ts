@@ -67,10 +67,15 @@ export function vicregLoss(x: Tensor, y: Tensor, w: VicregWeights = VICREG_WEIGH
  * - 'patch': variance/covariance on the flattened patch-level predictor outputs (M B Lt, D), and the
  *   block-pair invariance.
  * - 'context': VICReg between the pooled context-encoder output and the pooled predictions of the same
- *   image (B, D): acts directly on the encoder that is evaluated. The default: on CIFAR-10 it is the only
+ *   image (B, D): acts directly on the encoder that is evaluated. On CIFAR-10 it is the only single-view
  *   placement that beats I-JEPA (docs/results/cifar10-ablation/).
+ * - 'views': the abstract's "invariance in the mean of augmented views": the batch holds two augmented
+ *   views of each image (view 1 of every image, then view 2), the JEPA loss runs on both, and VICReg acts
+ *   between the pooled context-encoder outputs of the two views of each image (after the optional
+ *   projector).
  */
-export type CjepaPlacement = 'block-pair' | 'patch' | 'context';
+export type CjepaPlacement = 'block-pair' | 'patch' | 'context' | 'views';
+export const CJEPA_PLACEMENTS: readonly CjepaPlacement[] = ['block-pair', 'patch', 'context', 'views'];
 
 export interface CjepaOptions {
   betaVicreg: number; // overall weight, paper 0.001
@@ -90,23 +95,35 @@ export interface CjepaTerms {
 
 /**
  * z: predictions (M B, Lt, D), block-major; h: targets of the same shape; ctx: context-encoder
- * output (B, Lc, D) (used by the 'context' placement). With betaVicreg = 0 the result is I-JEPA's loss
- * exactly (the regulariser is not even computed).
+ * output (B, Lc, D) (used by the 'context' and 'views' placements). `projector` maps pooled (B, D)
+ * embeddings before VICReg ('views' only; identity when absent). With betaVicreg = 0 the result is
+ * I-JEPA's loss exactly (the regulariser is not even computed).
  */
-export function cjepaLoss(z: Tensor, h: Tensor, ctx: Tensor, nTargets: number, o: CjepaOptions, allGather?: AllGather): CjepaTerms {
+export function cjepaLoss(z: Tensor, h: Tensor, ctx: Tensor, nTargets: number, o: CjepaOptions, allGather?: AllGather, projector?: Projector): CjepaTerms {
   return tidy(() => {
     const jepa = ijepaLoss(z, h, o.distance);
     if (o.betaVicreg === 0) {
       const zero = jepa.mul(0).detach();
       return { loss: jepa, jepa, vicreg: zero, inv: zero, var: zero, cov: zero };
     }
-    const reg = cjepaRegulariser(z, ctx, nTargets, o, allGather);
+    const reg = cjepaRegulariser(z, ctx, nTargets, o, allGather, projector);
     return { loss: jepa.add(reg.loss.mul(o.betaVicreg)), jepa, vicreg: reg.loss, inv: reg.inv, var: reg.var, cov: reg.cov };
   });
 }
 
-export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pick<CjepaOptions, 'weights' | 'placement'>, allGather?: AllGather): VicregTerms {
+/** Maps pooled (B, D) embeddings before the VICReg terms (e.g. an `Expander`). */
+export type Projector = (x: Tensor) => Tensor;
+
+export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pick<CjepaOptions, 'weights' | 'placement'>, allGather?: AllGather, projector?: Projector): VicregTerms {
   return tidy(() => {
+    if (o.placement === 'views') {
+      const B2 = ctx.size(0);
+      if (B2 % 2 !== 0) throw new Error(`C-JEPA 'views' placement: the batch must hold two views of each image, got ${B2} rows`);
+      // the projector sees each view's batch on its own, as VICReg's expander (its BatchNorm statistics)
+      const pooled = ctx.mean(1);
+      const [x, y] = [pooled.narrow(0, 0, B2 / 2), pooled.narrow(0, B2 / 2, B2 / 2)].map((v) => (projector ? projector(v) : v)) as [Tensor, Tensor];
+      return vicregLoss(x, y, o.weights, allGather);
+    }
     const [MB, , D] = z.shape as [number, number, number];
     const B = MB / nTargets;
     const pooled = z.mean(1).reshape([nTargets, B, D]); // (M, B, D)

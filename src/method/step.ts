@@ -4,7 +4,7 @@ import { Tensor, tensor, tidy, noGrad, F } from '../tensor/index.js';
 import { VisionTransformer, applyMasks } from '../nn/vit.js';
 import { Predictor, repeatInterleaveBatch } from '../nn/predictor.js';
 import { Expander } from '../nn/expander.js';
-import { cjepaLoss, vicregLoss, type CjepaOptions, type VicregWeights, type AllGather } from './losses.js';
+import { cjepaLoss, vicregLoss, type CjepaOptions, type VicregWeights, type AllGather, type Projector } from './losses.js';
 import type { MaskBatch } from './masks.js';
 
 /** Mask index sets as int64 tensors: context [(B, Lc)], targets M x (B, Lt). */
@@ -34,12 +34,12 @@ export function jepaTargets(targetEncoder: VisionTransformer, images: Tensor, ct
 }
 
 /** C-JEPA / I-JEPA loss terms for one batch (I-JEPA is betaVicreg = 0). */
-export function jepaForward(nets: JepaNets, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], o: CjepaOptions, allGather?: AllGather) {
+export function jepaForward(nets: JepaNets, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], o: CjepaOptions, allGather?: AllGather, projector?: Projector) {
   return tidy(() => {
     const h = jepaTargets(nets.targetEncoder, images, ctx, tgt);
     const zc = nets.encoder.forward(images, ctx);
     const z = nets.predictor.forward(zc, ctx, tgt);
-    return cjepaLoss(z, h, zc, tgt.length, o, allGather);
+    return cjepaLoss(z, h, zc, tgt.length, o, allGather, projector);
   });
 }
 

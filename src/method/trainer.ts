@@ -4,19 +4,17 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, tensor, tidy, noGrad, cat, setNumThreads, manualSeed, Generator, liveTensors } from '../tensor/index.js';
-import { VisionTransformer, vitConfig, gridOf } from '../nn/vit.js';
-import { Predictor } from '../nn/predictor.js';
-import { Expander } from '../nn/expander.js';
-import { Module } from '../nn/module.js';
+import type { VisionTransformer } from '../nn/vit.js';
+import type { Predictor } from '../nn/predictor.js';
+import type { Expander } from '../nn/expander.js';
+import type { Module } from '../nn/module.js';
 import { type PretrainConfig, validateConfig } from '../config.js';
-import { openDatasets, DataLoader, ijepaTransform, vicregViews, evalTransform, type Dataset, type Batch } from '../data/index.js';
-import { MultiBlockMaskSampler } from './masks.js';
-import { WarmupCosineSchedule, CosineWDSchedule, momentumAt } from './schedulers.js';
+import { openDatasets, DataLoader, evalTransform, type Dataset, type Batch } from '../data/index.js';
+import { WarmupCosineSchedule, CosineWDSchedule } from './schedulers.js';
 import { AdamW, ijepaParamGroups, clipGradNorm } from './optim.js';
-import { emaUpdate } from './ema.js';
-import { jepaForward, vicregForward, maskTensors } from './step.js';
+import { createMethod } from './training_method.js';
 import { saveCheckpoint, hasCheckpoint, resolveCheckpointDir, readCheckpointState, loadNet, type CheckpointState } from './checkpoint.js';
-import { collapseStats, type CollapseStats } from '../eval/monitors.js';
+import { collapseStats, collapseVerdict, type CollapseStats } from '../eval/monitors.js';
 import { writeLineChartPng } from '../util/plot.js';
 
 export interface StepLog {
@@ -35,10 +33,13 @@ export interface StepLog {
   live_tensors: number;
   time_s: number;
 }
+/** Collapse monitors of the evaluated encoder (the EMA target for JEPA methods) and of the online encoder. */
 export interface MonitorLog extends CollapseStats {
   kind: 'monitor';
   step: number;
   epoch: number;
+  verdict: ReturnType<typeof collapseVerdict>;
+  online?: CollapseStats;
 }
 
 export interface PretrainOptions {
@@ -59,28 +60,14 @@ export interface PretrainResult {
   out: string;
 }
 
-/** The networks of a run, built from a config (also used by eval to rebuild an encoder). */
+/** The networks of a run, built from a config (the method object's networks; for scripts and benchmarks). */
 export function buildNetworks(cfg: PretrainConfig, channels: number) {
-  const m = cfg.model;
-  const encCfg = vitConfig(m.name, {
-    imgSize: m.imgSize, patchSize: m.patch, inChans: channels, seed: cfg.seed,
-    ...(m.depth !== undefined ? { depth: m.depth } : {}),
-    ...(m.embedDim !== undefined ? { embedDim: m.embedDim } : {}),
-    ...(m.numHeads !== undefined ? { numHeads: m.numHeads } : {}),
-  });
-  const encoder = new VisionTransformer(encCfg);
-  if (cfg.method === 'vicreg') {
-    const expander = new Expander([encCfg.embedDim, ...cfg.vicreg.expander], cfg.seed);
-    return { encoder, targetEncoder: null, predictor: null, expander };
-  }
-  const targetEncoder = new VisionTransformer(encCfg);
-  targetEncoder.loadStateDict(encoder.stateDict());
-  for (const p of targetEncoder.parameters()) p.requiresGrad_(false);
-  const predictor = new Predictor({
-    grid: gridOf(m.imgSize, m.patch), embedDim: encCfg.embedDim, seed: cfg.seed,
-    predictorEmbedDim: cfg.predictor.embedDim, depth: cfg.predictor.depth, numHeads: cfg.predictor.numHeads,
-  });
-  return { encoder, targetEncoder, predictor, expander: null };
+  const m = createMethod(cfg, channels);
+  const n = m.networks as Partial<Record<string, Module>>;
+  return {
+    encoder: m.onlineEncoder, targetEncoder: (n['target_encoder'] as VisionTransformer | undefined) ?? null,
+    predictor: (n['predictor'] as Predictor | undefined) ?? null, expander: (n['expander'] as Expander | undefined) ?? null,
+  };
 }
 
 /** Average-pooled target-encoder (or encoder) features of a few fixed images. */
@@ -108,13 +95,13 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
   if (cfg.threads > 0) setNumThreads(cfg.threads);
   manualSeed(cfg.seed);
 
-  // ---------------------------------------------------------------- data
+  // ---------------------------------------------------------------- data and the method's networks
   const { train, val } = await openDatasets(cfg.data, { valSplit: cfg.valSplit, seed: cfg.seed });
   const channels = train.channels;
   const size = cfg.model.imgSize;
-  const views = cfg.method === 'vicreg' ? vicregViews({ size }) : ijepaTransform({ size, scale: cfg.aug.scale, flip: cfg.aug.flip });
+  const method = createMethod(cfg, channels);
   const loader = new DataLoader(train, {
-    batchSize: cfg.optim.batch, views, seed: cfg.seed, workers: cfg.workers, imageSize: size, patchSize: cfg.model.patch, channels,
+    batchSize: cfg.optim.batch, views: method.views, seed: cfg.seed, workers: cfg.workers, imageSize: size, patchSize: cfg.model.patch, channels,
     onSkip: (src, why) => say(`[data] skipping ${src}: ${why}`),
   });
   const monitorSet: Dataset = val ?? train;
@@ -123,25 +110,15 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
     seed: cfg.seed, workers: 0, imageSize: size, channels,
   });
 
-  // ---------------------------------------------------------------- networks, optimiser, schedules
-  const nets = buildNetworks(cfg, channels);
-  const trainable: [string, Module][] = [['encoder', nets.encoder], ...(nets.predictor ? [['predictor', nets.predictor] as [string, Module]] : []),
-    ...(nets.expander ? [['expander', nets.expander] as [string, Module]] : [])];
-  const named = trainable.flatMap(([prefix, m]) => m.namedParameters(`${prefix}.`));
+  // ---------------------------------------------------------------- optimiser, schedules
+  const named = method.trainable.flatMap(([prefix, m]) => m.namedParameters(`${prefix}.`));
   const opt = new AdamW(ijepaParamGroups(named), { betas: cfg.optim.betas, eps: cfg.optim.eps });
   const ipe = loader.stepsPerEpoch;
   const total = cfg.optim.steps > 0 ? cfg.optim.steps : Math.max(1, Math.round(cfg.optim.epochs * ipe));
   const warmup = Math.min(total, Math.round(cfg.optim.warmupEpochs * ipe));
   const lrs = new WarmupCosineSchedule({ warmupSteps: warmup, startLr: cfg.optim.startLr, refLr: cfg.optim.lr, finalLr: cfg.optim.finalLr, totalSteps: Math.round(cfg.optim.ipeScale * total) });
   const wds = new CosineWDSchedule({ refWd: cfg.optim.weightDecay, finalWd: cfg.optim.finalWeightDecay, totalSteps: Math.max(1, Math.round(cfg.optim.ipeScale * total)) });
-  const grid = gridOf(size, cfg.model.patch);
-  const sampler = cfg.method === 'vicreg' ? null : new MultiBlockMaskSampler({ gridSize: grid, allowOverlap: false, ...cfg.masks }, cfg.seed);
   const globalGen = Generator.default();
-  const cjepaOpts = {
-    betaVicreg: cfg.method === 'ijepa' ? 0 : cfg.cjepa.betaVicreg,
-    weights: { inv: cfg.cjepa.inv, var: cfg.cjepa.var, cov: cfg.cjepa.cov },
-    placement: cfg.cjepa.placement, distance: cfg.loss.distance,
-  };
 
   // ---------------------------------------------------------------- resume
   let step = 0, epoch = 0, stepInEpoch = 0;
@@ -154,14 +131,11 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
       throw new Error(`--resume: the checkpoint in '${out}' is a ${old.method} ${old.model.name} run; the config asks for ${cfg.method} ${cfg.model.name}`);
     }
     tidy(() => {
-      nets.encoder.loadStateDict(loadNet(dir, 'encoder'));
-      if (nets.targetEncoder) nets.targetEncoder.loadStateDict(loadNet(dir, 'target_encoder'));
-      if (nets.predictor) nets.predictor.loadStateDict(loadNet(dir, 'predictor'));
-      if (nets.expander) nets.expander.loadStateDict(loadNet(dir, 'expander'));
+      for (const [stem, net] of Object.entries(method.networks)) net.loadStateDict(loadNet(dir, stem));
       opt.loadStateTensors(loadNet(dir, 'optimizer'), st.optimizerStep);
       if (st.torchRng) globalGen.setState(tensor(Uint8Array.from(st.torchRng)));
     });
-    if (sampler && st.maskRng) sampler.rng.setState(st.maskRng);
+    method.loadState(st);
     step = st.step; epoch = st.epoch; stepInEpoch = st.stepInEpoch;
     // metrics logged after the checkpoint belong to the lost steps: drop them
     if (existsSync(metricsPath)) {
@@ -177,12 +151,9 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
   const checkpoint = (): string => {
     const state: CheckpointState = {
       step, epoch, stepInEpoch, config: cfg, method: cfg.method, optimizerStep: opt.step,
-      maskRng: sampler?.rng.state(), torchRng: tidy(() => Array.from(globalGen.getState().data<'uint8'>())),
+      ...method.saveState(), torchRng: tidy(() => Array.from(globalGen.getState().data<'uint8'>())),
     };
-    const netsOut: Record<string, Record<string, Tensor>> = { encoder: nets.encoder.stateDict() };
-    if (nets.targetEncoder) netsOut.target_encoder = nets.targetEncoder.stateDict();
-    if (nets.predictor) netsOut.predictor = nets.predictor.stateDict();
-    if (nets.expander) netsOut.expander = nets.expander.stateDict();
+    const netsOut = Object.fromEntries(Object.entries(method.networks).map(([stem, net]) => [stem, net.stateDict()]));
     return saveCheckpoint(out, { nets: netsOut, optimizer: opt.stateTensors(), state }, cfg.log.keepCheckpoints);
   };
   const log = (l: StepLog | MonitorLog) => {
@@ -190,11 +161,14 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
     o.onLog?.(l, total);
   };
   const monitor = async () => {
-    const enc = nets.targetEncoder ?? nets.encoder;
-    const emb = await monitorEmbeddings(enc, monitorLoader, cfg.log.monitorSamples);
-    const stats = collapseStats(emb);
-    emb.dispose();
-    log({ kind: 'monitor', step, epoch, ...stats });
+    // the evaluated encoder (EMA target for JEPA), and the online encoder when it is another network
+    const stats = async (enc: VisionTransformer) => {
+      const emb = await monitorEmbeddings(enc, monitorLoader, cfg.log.monitorSamples);
+      try { return collapseStats(emb); } finally { emb.dispose(); }
+    };
+    const main = await stats(method.evalEncoder);
+    const online = method.onlineEncoder !== method.evalEncoder ? await stats(method.onlineEncoder) : undefined;
+    log({ kind: 'monitor', step, epoch, ...main, verdict: collapseVerdict(main), ...(online ? { online } : {}) });
   };
 
   // ---------------------------------------------------------------- the loop
@@ -211,19 +185,18 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
         if (step >= total) break outer;
         const ts = Date.now();
         const lr = lrs.lrAt(step), wd = wds.wdAt(step);
-        const momentum = momentumAt(step, total, cfg.optim.ema[0], cfg.optim.ema[1], cfg.optim.ipeScale);
         const terms = trainStep(batch);
         if (cfg.optim.clipGrad > 0) clipGradNorm(opt.groups.flatMap((g) => g.params.map(([, p]) => p)), cfg.optim.clipGrad);
         opt.update(lr, wd);
-        for (const [, m] of trainable) m.zeroGrad();
-        if (nets.targetEncoder) emaUpdate(nets.targetEncoder.parameters(), nets.encoder.parameters(), momentum);
+        for (const [, m] of method.trainable) m.zeroGrad();
+        const momentum = method.afterUpdate(step, total);
         step++; stepInEpoch++;
         finalLoss = terms.loss!;
         const stepMs = Date.now() - ts;
         if (step % cfg.log.every === 0 || step === total) {
           const { loss, ...rest } = terms;
           log({
-            kind: 'step', step, epoch, loss: loss!, terms: rest, lr, wd, momentum,
+            kind: 'step', step, epoch, loss: loss!, terms: rest, lr, wd, momentum: momentum ?? NaN,
             imgs_per_s: (cfg.optim.batch * 1000) / Math.max(1, stepMs + batch.waitMs), data_wait_ms: batch.waitMs, step_ms: stepMs,
             skipped: batch.skipped, live_tensors: liveTensors(), time_s: (Date.now() - t0) / 1000,
           });
@@ -244,23 +217,14 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
     await loader.close();
     await monitorLoader.close();
     opt.dispose();
-    for (const n of [nets.encoder, nets.targetEncoder, nets.predictor, nets.expander]) n?.dispose();
+    method.dispose();
   }
   return { steps: step, finalLoss, checkpoint: lastCkpt, out };
 
   /** forward + backward of one batch; returns the loss terms as numbers (throws on a non-finite one). */
   function trainStep(batch: Batch): Record<string, number> {
     return tidy(() => {
-      let terms: Record<string, Tensor>;
-      if (cfg.method === 'vicreg') {
-        const v1 = tensor(batch.views[0]!, batch.shape), v2 = tensor(batch.views[1]!, batch.shape);
-        terms = { ...vicregForward(nets.encoder, nets.expander!, v1, v2, cfg.vicreg) };
-      } else {
-        const masks = maskTensors(sampler!.sample(batch.shape[0]));
-        const images = tensor(batch.views[0]!, batch.shape);
-        const t = jepaForward({ encoder: nets.encoder, targetEncoder: nets.targetEncoder!, predictor: nets.predictor! }, images, masks.ctx, masks.tgt, cjepaOpts);
-        terms = cfg.method === 'ijepa' ? { loss: t.loss } : { ...t };
-      }
+      const terms = method.forward(batch);
       const values: Record<string, number> = {};
       for (const [k, v] of Object.entries(terms)) {
         const x = v.item();
@@ -290,7 +254,13 @@ export async function writePlots(out: string): Promise<void> {
     })), { title: 'Training loss', xLabel: 'step', yLabel: 'value', logY: true });
   }
   if (mons.length > 1) {
-    await writeLineChartPng(join(out, 'rankme.png'), [{ name: 'RankMe', x: mons.map((m) => m.step), y: mons.map((m) => m.rankme) }],
-      { title: 'RankMe of target-encoder embeddings', xLabel: 'step', yLabel: 'RankMe' });
+    const x = mons.map((m) => m.step);
+    const series = [
+      { name: 'RankMe, centred', x, y: mons.map((m) => m.rankme_centred ?? NaN) },
+      { name: 'RankMe, uncentred', x, y: mons.map((m) => m.rankme) },
+      ...(mons[0]!.online ? [{ name: 'online encoder, centred', x, y: mons.map((m) => m.online?.rankme_centred ?? NaN) }] : []),
+    ];
+    await writeLineChartPng(join(out, 'rankme.png'), series,
+      { title: `RankMe of ${mons[0]!.online ? 'target-' : ''}encoder embeddings (of ${mons[0]!.dim})`, xLabel: 'step', yLabel: 'RankMe' });
   }
 }

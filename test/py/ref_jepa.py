@@ -227,12 +227,20 @@ def expander(dims):
 # ----------------------------------------------------------------------------- C-JEPA (docs/method.md)
 
 
-def cjepa_regulariser(z, ctx, n_targets, placement, w):
+def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None):
     """z: predictor output (M B, Lt, D), block-major; ctx: context-encoder output (B, Lc, D)."""
     M = n_targets
     B = z.shape[0] // M
     D = z.shape[-1]
     per_block = z.view(M, B, -1, D)
+    if placement == 'views':
+        # two views of each image: rows [0, B/2) are view 1, [B/2, B) view 2; expander per view
+        half = ctx.shape[0] // 2
+        pooled = ctx.mean(dim=1)
+        x, y = pooled[:half], pooled[half:]
+        if proj is not None:
+            x, y = proj(x), proj(y)
+        return vicreg_loss(x, y, w['inv'], w['var'], w['cov'])
     if placement == 'context':
         pred_mean = per_block.mean(dim=(0, 2))  # mean over every predicted token of the image
         return vicreg_loss(ctx.mean(dim=1), pred_mean, w['inv'], w['var'], w['cov'])
@@ -309,7 +317,13 @@ def jepa_step(inp, out, tag, cfg):
     target_encoder = copy.deepcopy(encoder)
     for p in target_encoder.parameters():
         p.requires_grad = False
-    optimizer = torch.optim.AdamW(param_groups(encoder, predictor, weight_decay=cfg['wd']), lr=cfg['lr'])
+    modules = [('encoder', encoder), ('predictor', predictor)]
+    proj = None
+    if cfg.get('projector'):  # C-JEPA 'views': a VICReg expander on the pooled context embeddings
+        proj = expander(cfg['expander'])
+        proj.load_state_dict(_sub(inp, 'expander.'), strict=True)
+        modules.append(('projector', proj))
+    optimizer = torch.optim.AdamW(param_groups(*[m for _, m in modules], weight_decay=cfg['wd']), lr=cfg['lr'])
 
     imgs = inp['images']
     masks_enc, masks_pred = _masks(inp, 'masks_enc.'), _masks(inp, 'masks_pred.')
@@ -323,7 +337,7 @@ def jepa_step(inp, out, tag, cfg):
     jepa = F.smooth_l1_loss(z, h)
     loss = jepa
     if cfg['beta_vicreg'] != 0:
-        reg = cjepa_regulariser(z, ctx, len(masks_pred), cfg['placement'], cfg['weights'])
+        reg = cjepa_regulariser(z, ctx, len(masks_pred), cfg['placement'], cfg['weights'], proj)
         loss = jepa + cfg['beta_vicreg'] * reg['loss']
         for k, name in (('loss', 'vicreg'), ('inv', 'inv'), ('var', 'var'), ('cov', 'cov')):
             out[f'{tag}terms.{name}'] = _scalar(reg[k])
@@ -331,7 +345,6 @@ def jepa_step(inp, out, tag, cfg):
     out[f'{tag}terms.jepa'] = _scalar(jepa)
 
     loss.backward()
-    modules = [('encoder', encoder), ('predictor', predictor)]
     _record(out, tag, modules, 'grad')
     optimizer.step()
     optimizer.zero_grad()

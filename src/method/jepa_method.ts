@@ -1,0 +1,79 @@
+// I-JEPA and C-JEPA as a training method: context encoder + EMA target encoder + predictor, multi-block
+// masks, and (C-JEPA) the VICReg regulariser at its configured placement. I-JEPA is betaVicreg = 0.
+import { Tensor, tensor, cat } from '../tensor/index.js';
+import { VisionTransformer, gridOf } from '../nn/vit.js';
+import { Predictor } from '../nn/predictor.js';
+import { Expander } from '../nn/expander.js';
+import type { Module } from '../nn/module.js';
+import type { PretrainConfig } from '../config.js';
+import { ijepaTransform, vicregViews, type Batch, type ViewSpec } from '../data/index.js';
+import { MultiBlockMaskSampler } from './masks.js';
+import { momentumAt } from './schedulers.js';
+import { emaUpdate } from './ema.js';
+import { jepaForward, maskTensors } from './step.js';
+import { encoderConfig } from '../config.js';
+import type { CjepaOptions } from './losses.js';
+import type { CheckpointState } from './checkpoint.js';
+import type { TrainingMethod } from './training_method.js';
+
+export class JepaMethod implements TrainingMethod {
+  readonly encoder: VisionTransformer;
+  readonly targetEncoder: VisionTransformer;
+  readonly predictor: Predictor;
+  /** C-JEPA 'views' placement: optional projector of pooled embeddings before VICReg. */
+  readonly projector: Expander | null;
+  readonly sampler: MultiBlockMaskSampler;
+  readonly views: ViewSpec[];
+  readonly options: CjepaOptions;
+  /** Two augmented views per image, both through the JEPA loss, VICReg between them. */
+  readonly twoViews: boolean;
+
+  constructor(readonly cfg: PretrainConfig, channels: number) {
+    const m = cfg.model, size = m.imgSize;
+    const encCfg = encoderConfig(cfg, channels);
+    this.encoder = new VisionTransformer(encCfg);
+    this.targetEncoder = new VisionTransformer(encCfg);
+    this.targetEncoder.loadStateDict(this.encoder.stateDict());
+    for (const p of this.targetEncoder.parameters()) p.requiresGrad_(false);
+    this.predictor = new Predictor({
+      grid: gridOf(size, m.patch), embedDim: encCfg.embedDim, seed: cfg.seed,
+      predictorEmbedDim: cfg.predictor.embedDim, depth: cfg.predictor.depth, numHeads: cfg.predictor.numHeads,
+    });
+    const beta = cfg.method === 'ijepa' ? 0 : cfg.cjepa.betaVicreg;
+    this.options = { betaVicreg: beta, weights: { inv: cfg.cjepa.inv, var: cfg.cjepa.var, cov: cfg.cjepa.cov }, placement: cfg.cjepa.placement, distance: cfg.loss.distance };
+    this.twoViews = cfg.method === 'cjepa' && cfg.cjepa.placement === 'views';
+    this.projector = this.twoViews && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed) : null;
+    const crop = ijepaTransform({ size, scale: cfg.aug.scale, flip: cfg.aug.flip });
+    this.views = !this.twoViews ? [crop] : cfg.cjepa.viewAug === 'vicreg' ? vicregViews({ size }) : [crop, { ...crop, name: 'ijepa-2' }];
+    this.sampler = new MultiBlockMaskSampler({ gridSize: gridOf(size, m.patch), allowOverlap: false, ...cfg.masks }, cfg.seed);
+  }
+
+  get networks(): Record<string, Module> {
+    return { encoder: this.encoder, target_encoder: this.targetEncoder, predictor: this.predictor, ...(this.projector ? { projector: this.projector } : {}) };
+  }
+  get trainable(): [string, Module][] {
+    return [['encoder', this.encoder], ['predictor', this.predictor], ...(this.projector ? [['projector', this.projector] as [string, Module]] : [])];
+  }
+  get evalEncoder(): VisionTransformer { return this.targetEncoder; }
+  get onlineEncoder(): VisionTransformer { return this.encoder; }
+
+  forward(batch: Batch): Record<string, Tensor> {
+    // two views: one batch of 2B images (view 1 of every image, then view 2), each with its own masks
+    const images = this.twoViews ? cat(batch.views.map((v) => tensor(v, batch.shape)), 0) : tensor(batch.views[0]!, batch.shape);
+    const masks = maskTensors(this.sampler.sample(images.size(0)));
+    const projector = this.projector ? (x: Tensor) => this.projector!.forward(x) : undefined;
+    const t = jepaForward({ encoder: this.encoder, targetEncoder: this.targetEncoder, predictor: this.predictor }, images, masks.ctx, masks.tgt, this.options, undefined, projector);
+    return this.cfg.method === 'ijepa' ? { loss: t.loss } : { ...t };
+  }
+
+  afterUpdate(step: number, totalSteps: number): number {
+    const o = this.cfg.optim;
+    const momentum = momentumAt(step, totalSteps, o.ema[0], o.ema[1], o.ipeScale);
+    emaUpdate(this.targetEncoder.parameters(), this.encoder.parameters(), momentum);
+    return momentum;
+  }
+
+  saveState(): Partial<CheckpointState> { return { maskRng: this.sampler.rng.state() }; }
+  loadState(s: CheckpointState): void { if (s.maskRng) this.sampler.rng.setState(s.maskRng); }
+  dispose(): void { for (const n of Object.values(this.networks)) n.dispose(); }
+}
