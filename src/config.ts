@@ -32,6 +32,8 @@ export interface PretrainConfig {
     contextScale: [number, number];
     contextAspect: [number, number];
     minKeep: number;
+    /** 'block' (official): one context block minus the targets; 'complement': every patch not in a target */
+    contextMode: 'block' | 'complement';
   };
   loss: { distance: 'smooth_l1' | 'l2' };
   cjepa: {
@@ -56,7 +58,8 @@ export interface PretrainConfig {
     betas: [number, number];
     eps: number;
     clipGrad: number;           // 0 = off
-    ema: [number, number];
+    /** EMA momentum [start, end], linear over the run; 'auto': start chosen from the run length (autoEmaStart), end 1 */
+    ema: [number, number] | 'auto';
     ipeScale: number;
   };
   aug: { scale: [number, number]; flip: boolean };
@@ -75,7 +78,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   predictor: { embedDim: 96, depth: 2, numHeads: 3 },
   masks: {
     mode: 'unbiased', nTargets: 4, targetScale: [0.15, 0.2], targetAspect: [0.75, 1.5],
-    contextScale: [0.85, 1.0], contextAspect: [1.0, 1.0], minKeep: 4,
+    contextScale: [0.85, 1.0], contextAspect: [1.0, 1.0], minKeep: 4, contextMode: 'block',
   },
   loss: { distance: 'smooth_l1' },
   // context placement: the regulariser must act on the encoder (docs/results/cifar10-ablation/)
@@ -166,6 +169,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   range('masks.contextScale', c.masks.contextScale, 0, 1);
   range('masks.contextAspect', c.masks.contextAspect, 0.01, 100);
   num('masks.minKeep', c.masks.minKeep, { int: true, min: 1 });
+  if (!['block', 'complement'].includes(c.masks.contextMode)) fail('masks.contextMode', `must be block or complement, got '${c.masks.contextMode}'`);
   if (!['smooth_l1', 'l2'].includes(c.loss.distance)) fail('loss.distance', `must be smooth_l1 or l2, got '${c.loss.distance}'`);
   num('cjepa.betaVicreg', c.cjepa.betaVicreg, { min: 0 });
   for (const k of ['inv', 'var', 'cov'] as const) { num(`cjepa.${k}`, c.cjepa[k], { min: 0 }); num(`vicreg.${k}`, c.vicreg[k], { min: 0 }); }
@@ -192,7 +196,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   range('optim.betas', o.betas, 0, 0.999999);
   num('optim.eps', o.eps, { gt: 0 });
   num('optim.clipGrad', o.clipGrad, { min: 0 });
-  range('optim.ema', o.ema, 0, 1);
+  if (o.ema !== 'auto') range('optim.ema', o.ema, 0, 1);
   num('optim.ipeScale', o.ipeScale, { gt: 0 });
   range('aug.scale', c.aug.scale, 0.01, 1);
   if (typeof c.aug.flip !== 'boolean') fail('aug.flip', 'must be true or false');

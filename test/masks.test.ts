@@ -536,3 +536,29 @@ test('config validation', () => {
   assert.equal(defaultMaskConfig([14, 14]).minKeep, 10);
   assert.equal(smallGridMaskConfig([8, 8]).minKeep, 4);
 });
+
+test("contextMode 'complement': the context is every patch outside the targets (then truncated), disjoint from them", () => {
+  const cfg: MultiBlockMaskConfig = { ...smallGridMaskConfig([8, 8]), contextMode: 'complement' };
+  const s = new MultiBlockMaskSampler(cfg, 5);
+  // one image: no truncation, so the context is exactly the complement of the union of the targets
+  for (let trial = 0; trial < 50; trial++) {
+    const m = s.sample(1);
+    const inTarget = new Set<number>();
+    for (const t of m.targets) for (const i of t[0]!) inTarget.add(i);
+    const expected = Array.from({ length: 64 }, (_, i) => i).filter((i) => !inTarget.has(i));
+    assert.deepEqual(Array.from(m.context[0]!), expected);
+    assert.deepEqual(m.contextBlockHW, [8, 8]);
+  }
+  // a batch: truncated to the shortest, still disjoint from each image's targets; on average about
+  // twice the official block context on this grid
+  const block = new MultiBlockMaskSampler(smallGridMaskConfig([8, 8]), 5);
+  let lc = 0, lb = 0;
+  for (let b = 0; b < 40; b++) {
+    const m = s.sample(32);
+    lc += m.contextLength;
+    lb += block.sample(32).contextLength;
+    for (let i = 0; i < 32; i++) for (const t of m.targets) for (const k of t[i]!) assert.ok(!m.context[i]!.includes(k));
+  }
+  assert.ok(lc > 1.5 * lb, `complement ${lc / 40} vs block ${lb / 40} tokens`);
+  assert.throws(() => new MultiBlockMaskSampler({ ...cfg, contextMode: 'all' as 'block' }), /contextMode/);
+});

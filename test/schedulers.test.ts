@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { CosineWDSchedule, WarmupCosineSchedule, momentumAt } from '../src/method/schedulers.js';
+import { CosineWDSchedule, WarmupCosineSchedule, momentumAt, autoEmaStart } from '../src/method/schedulers.js';
 
 /** Runs plain Python 3 (math module only) with a JSON input on stdin and parses the JSON it prints. */
 function py(code: string, input: unknown): unknown {
@@ -137,4 +137,17 @@ test('momentumAt equals the official generator values (Python), ipeScale, and en
   close(momentumAt(100, 100), 1.0, 'defaults 0.996 -> 1.0');
   close(momentumAt(99, 100), 0.996 + (99 * 0.004) / 100, 'last training step is not exactly 1.0');
   assert.throws(() => momentumAt(0, 0), RangeError);
+});
+
+test("'auto' EMA start: 1 - 40/T within [0.99, 0.996]; the init share left at the end is ~exp(-20) in range", () => {
+  assert.equal(autoEmaStart(1000), 0.99);
+  assert.equal(autoEmaStart(4000), 0.99);
+  assert.ok(Math.abs(autoEmaStart(8000) - 0.995) < 1e-12);
+  assert.equal(autoEmaStart(400_000), 0.996);
+  assert.throws(() => autoEmaStart(0), /totalSteps/);
+  // product of the momenta over a run of T = 8,000 steps: exp(-(1 - m0) T / 2) = exp(-20)
+  const T = 8000, m0 = autoEmaStart(T);
+  let logShare = 0;
+  for (let i = 0; i < T; i++) logShare += Math.log(momentumAt(i, T, m0, 1));
+  assert.ok(Math.abs(logShare + 20) < 0.05, `log share ${logShare}`);
 });

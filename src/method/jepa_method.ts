@@ -8,7 +8,7 @@ import type { Module } from '../nn/module.js';
 import type { PretrainConfig } from '../config.js';
 import { ijepaTransform, vicregViews, type Batch, type ViewSpec } from '../data/index.js';
 import { MultiBlockMaskSampler } from './masks.js';
-import { momentumAt } from './schedulers.js';
+import { momentumAt, autoEmaStart } from './schedulers.js';
 import { emaUpdate } from './ema.js';
 import { jepaForward, maskTensors } from './step.js';
 import { encoderConfig } from '../config.js';
@@ -68,7 +68,8 @@ export class JepaMethod implements TrainingMethod {
 
   afterUpdate(step: number, totalSteps: number): number {
     const o = this.cfg.optim;
-    const momentum = momentumAt(step, totalSteps, o.ema[0], o.ema[1], o.ipeScale);
+    const [m0, m1] = o.ema === 'auto' ? [autoEmaStart(totalSteps), 1] : o.ema;
+    const momentum = momentumAt(step, totalSteps, m0, m1, o.ipeScale);
     emaUpdate(this.targetEncoder.parameters(), this.encoder.parameters(), momentum);
     return momentum;
   }

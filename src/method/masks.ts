@@ -39,6 +39,12 @@ export interface MultiBlockMaskConfig {
   allowOverlap: boolean; // false: target patches are removed from the context
   mode: 'faithful' | 'unbiased'; // official (biased) placement/truncation, or the unbiased alternative
   maxTries?: number; // placement attempts per image before a clear Error (default 200)
+  /**
+   * 'block' (official): the context is one block (contextScale/contextAspect, clipped below the grid
+   * size) minus the targets. 'complement': every patch not in a target, which on small grids more than
+   * doubles the context (8x8, 2 targets: ~28 tokens instead of ~14; docs/method.md). Default 'block'.
+   */
+  contextMode?: 'block' | 'complement';
   independentSizeDraws?: boolean; // true: separate uniforms for scale and aspect (default false = official coupling)
 }
 
@@ -124,7 +130,7 @@ function checkRange(name: string, r: readonly [number, number], lo: number, hi: 
 }
 
 export class MultiBlockMaskSampler {
-  readonly config: Readonly<MultiBlockMaskConfig> & { maxTries: number; independentSizeDraws: boolean };
+  readonly config: Readonly<MultiBlockMaskConfig> & { maxTries: number; independentSizeDraws: boolean; contextMode: 'block' | 'complement' };
   /** The sampler's generator; checkpoint with `rng.state()` and restore with `rng.setState(...)`. */
   rng: Rng;
   /** Faithful mode only: contexts accepted after the official relaxation (may overlap targets). */
@@ -152,11 +158,16 @@ export class MultiBlockMaskSampler {
     if (!Number.isInteger(maxTries) || maxTries < 1) {
       throw new RangeError(`MultiBlockMaskConfig.maxTries must be an integer >= 1, got ${maxTries}`);
     }
+    const contextMode = config.contextMode ?? 'block';
+    if (contextMode !== 'block' && contextMode !== 'complement') {
+      throw new RangeError(`MultiBlockMaskConfig.contextMode must be 'block' or 'complement', got ${String(contextMode)}`);
+    }
     this.config = {
       ...config,
       gridSize: [H, W],
       maxTries,
       independentSizeDraws: config.independentSizeDraws ?? false,
+      contextMode,
     };
     this.rng = typeof seedOrRng === 'number' ? new Rng(seedOrRng) : seedOrRng;
   }
@@ -199,9 +210,10 @@ export class MultiBlockMaskSampler {
     return out;
   }
 
-  /** Context block minus the patches flagged in the given target masks. */
+  /** Context block (the whole grid in 'complement' mode) minus the patches flagged in the given target masks. */
   private placeContext(h: number, w: number, excluded: Uint8Array[]): Int32Array {
-    const block = this.placeBlock(h, w);
+    const [H, W] = this.config.gridSize;
+    const block = this.config.contextMode === 'complement' ? Int32Array.from({ length: H * W }, (_, i) => i) : this.placeBlock(h, w);
     if (excluded.length === 0) return block;
     const keep: number[] = [];
     for (const idx of block) {
@@ -304,7 +316,7 @@ export class MultiBlockMaskSampler {
       contextLength,
       targetLength,
       targetBlockHW: [th, tw],
-      contextBlockHW: [ch, cw],
+      contextBlockHW: c.contextMode === 'complement' ? [...c.gridSize] : [ch, cw],
     };
   }
 }
