@@ -31,7 +31,7 @@ import { extractFeatures } from '../src/eval/features.js';
 import { loadEncoderFromCheckpoint } from '../src/eval/load_encoder.js';
 import { knnClassify } from '../src/eval/knn.js';
 import { linearProbe } from '../src/eval/linear_probe.js';
-import { rankMe, normalisedStd } from '../src/eval/monitors.js';
+import { rankMe, normalisedStd } from '../src/method/monitors.js';
 import { writeLineChartPng } from '../src/util/plot.js';
 import type { VisionTransformer } from '../src/nn/vit.js';
 

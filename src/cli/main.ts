@@ -11,7 +11,7 @@ import { CJEPA_PLACEMENTS } from '../method/losses.js';
 import { resolveConfig } from '../config.js';
 import { pretrain, type StepLog, type MonitorLog } from '../method/trainer.js';
 import { DATA_SPEC_HELP } from '../data/index.js';
-import { healthyStd } from '../eval/monitors.js';
+import { healthyStd } from '../method/monitors.js';
 import { registerEvalCommands } from './eval_commands.js';
 
 const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');

@@ -10,9 +10,9 @@ import { extractFeatures, pooledDim, type Pooling } from './features.js';
 import { knnClassify, type KnnOptions } from './knn.js';
 import { linearProbe, type LinearProbeOptions } from './linear_probe.js';
 import { finetune, type FinetuneOptions } from './finetune.js';
-import { rankMe, normalisedStd, covarianceSpectrum } from './monitors.js';
+import { rankMe, normalisedStd, covarianceSpectrum } from '../method/monitors.js';
 
-export * from './monitors.js';
+export * from '../method/monitors.js';
 export { extractFeatures, poolFeatures, pooledDim, evalLoader, POOLINGS, type Pooling, type Features, type ExtractOptions } from './features.js';
 export { knnClassify, type KnnOptions, type KnnResult } from './knn.js';
 export {

@@ -14,7 +14,7 @@ import { WarmupCosineSchedule, CosineWDSchedule } from './schedulers.js';
 import { AdamW, ijepaParamGroups, clipGradNorm } from './optim.js';
 import { createMethod } from './training_method.js';
 import { saveCheckpoint, hasCheckpoint, resolveCheckpointDir, readCheckpointState, loadNet, type CheckpointState } from './checkpoint.js';
-import { collapseStats, collapseVerdict, type CollapseStats } from '../eval/monitors.js';
+import { collapseStats, collapseVerdict, type CollapseStats } from './monitors.js';
 import { writeLineChartPng } from '../util/plot.js';
 
 export interface StepLog {
