@@ -42,7 +42,7 @@ export interface MultiBlockMaskConfig {
   /**
    * 'block' (official): the context is one block (contextScale/contextAspect, clipped below the grid
    * size) minus the targets. 'complement': every patch not in a target, which on small grids more than
-   * doubles the context (8x8, 2 targets: ~28 tokens instead of ~14; docs/method.md). Default 'block'.
+   * doubles the context (8x8, 4 targets: ~24 tokens instead of ~14 after truncation; docs/method.md). Default 'block'.
    */
   contextMode?: 'block' | 'complement';
   independentSizeDraws?: boolean; // true: separate uniforms for scale and aspect (default false = official coupling)
