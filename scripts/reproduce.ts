@@ -13,7 +13,7 @@
 //                           config fields in YAML, on top of the preset; with --only to pick among them)
 //                        [--online]  (JEPA runs: evaluate the online (context) encoder too, as <run>/online)
 // Features of every evaluation are kept next to the run (<run>/features/), so a change of probe re-scores
-// without re-extracting: --rescore.
+// without re-extracting: --rescore. --knn-only skips the linear probe (screens; re-score later).
 // Evaluations are cached next to each run (<run>/eval.json) and the floors in <runs-dir>/floors.json, so a
 // later call with --reuse (or --eval-only) only evaluates what is new and rewrites the report.
 // CJEPA_THREADS=1 runs one process per core.
@@ -45,7 +45,7 @@ const { values: a } = parseArgs({ options: {
   'eval-only': { type: 'boolean', default: false }, prefix: { type: 'string', default: '' },
   only: { type: 'string', default: '' }, 'warmup-steps': { type: 'string', default: '' },
   run: { type: 'string', multiple: true, default: [] }, online: { type: 'boolean', default: false },
-  rescore: { type: 'boolean', default: false },
+  rescore: { type: 'boolean', default: false }, 'knn-only': { type: 'boolean', default: false },
 } });
 const steps = Number(a.steps), batch = Number(a.batch), evalEvery = Number(a['eval-every']), seed = Number(a.seed);
 const outDir = join(ROOT, 'docs', 'results', a.name!);
@@ -216,7 +216,8 @@ function presetConfig(method: PretrainConfig['method'], out: string): PretrainCo
 
 function scoreFeatures(trX: T.Tensor, trY: Int32Array, teX: T.Tensor, teY: Int32Array, run: string, method: string, step: number, epoch: number): Row {
   const knn = knnClassify(trX, trY, teX, teY, { ks: [20, 200] });
-  const lin = linearProbe(trX, trY, teX, teY);
+  // --knn-only: a quick screen; the cached features are re-scored with the probe later (--rescore)
+  const lin = a['knn-only'] ? { top1: NaN } : linearProbe(trX, trY, teX, teY);
   return {
     run, method, step, epoch, knn20: knn.top1['20']!, knn200: knn.top1['200']!, linear: lin.top1,
     rankme: rankMe(teX), rankmeCentred: rankMe(teX, { centred: true }), std: normalisedStd(teX),
