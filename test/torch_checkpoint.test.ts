@@ -49,6 +49,9 @@ for k, v in torch_ckpt.dtypes(d + '/dtypes.pth').items():
     out['dtypes.' + k] = v.contiguous()
 torch_ckpt.dtypes(d + '/dtypes_legacy.pth', legacy=True)
 torch_ckpt.evil_files(d, d)
+torch_ckpt.rezip(d + '/official.pth.tar', d + '/zip64.pth.tar', zip64=True)
+torch_ckpt.rezip(d + '/official.pth.tar', d + '/deflated.pth.tar', deflate=True)
+torch_ckpt.rezip(d + '/official.pth.tar', d + '/zip64_deflated.pth.tar', zip64=True, deflate=True)
 for name in ('target_encoder', 'encoder'):
     m = ref_jepa.VisionTransformer(**torch_ckpt.TINY)
     m.load_state_dict(sds[name])
@@ -59,12 +62,15 @@ for name in ('target_encoder', 'encoder'):
 `, { images }, [PY_DIR]);
 });
 
-test('the official layout: three networks with the DDP prefix removed, the metadata, opt and scaler not read', () => {
-  for (const f of ['official.pth.tar', 'official_noscaler.pth.tar']) {
+test('the official layout (also ZIP64, deflated): three networks with the DDP prefix removed, the metadata, opt and scaler not read', () => {
+  for (const f of ['official.pth.tar', 'official_noscaler.pth.tar', 'zip64.pth.tar', 'deflated.pth.tar', 'zip64_deflated.pth.tar']) {
     const ck = openTorchCheckpoint(P(f));
     try {
       assert.equal(ck.kind, 'official');
       assert.equal(ck.format, 'zip');
+      if (f.startsWith('zip64')) {
+        assert.ok(readFileSync(P(f)).includes(Buffer.from([0x50, 0x4b, 0x06, 0x06])), 'has a ZIP64 end record');
+      }
       assert.deepEqual(ck.networks, ['encoder', 'target_encoder', 'predictor']);
       assert.deepEqual(ck.meta, { epoch: 300, loss: 0.1234, batch_size: 128, world_size: 16, lr: 1e-6 });
       assert.deepEqual(ck.skipped, ['opt', 'scaler']);

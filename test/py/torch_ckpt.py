@@ -166,3 +166,28 @@ def evil_files(d, marker_dir):
                 'opt': {'state': {}, 'param_groups': [Payload(os.system, touch('evil_in_opt.pth.tar'))]}, 'scaler': None, 'epoch': 1}, p)
     out['in_opt'] = p
     return out
+
+
+def rezip(src, dst, zip64=False, deflate=False):
+    """The same archive rewritten with ZIP64 records everywhere (zipfile's limits lowered, as a
+    > 4 GiB checkpoint would have them) and/or DEFLATE-compressed entries."""
+    limits = zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT
+    if zip64:
+        zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT = 16, 2
+    try:
+        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, 'w', zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED) as zout:
+            for info in zin.infolist():
+                zout.writestr(info.filename, zin.read(info.filename))
+    finally:
+        zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT = limits
+    if zip64:
+        # zipfile still fills the classic end record when the values fit; a > 4 GiB archive has
+        # 0xFFFF / 0xFFFFFFFF there, sending readers to the ZIP64 record: do as such an archive does
+        with open(dst, 'r+b') as f:
+            b = f.read()
+            i = b.rfind(b'PK\x05\x06')
+            f.seek(i + 8)
+            f.write(b'\xff\xff' * 2 + b'\xff\xff\xff\xff' * 2)
+        with zipfile.ZipFile(dst) as z:  # still a valid archive; entries carry the ZIP64 extra field (id 1)
+            assert any(i.extra[:2] == b'\x01\x00' for i in z.infolist()), [i.extra for i in z.infolist()]
+            assert z.read(z.namelist()[-1])
