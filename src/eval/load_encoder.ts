@@ -195,7 +195,9 @@ function loadEncoderFromTorchFile(file: string, o: LoadEncoderOptions): LoadedEn
   const ck = openTorchCheckpoint(file);
   try {
     const network = pickEncoderNetwork(ck, o.which ?? 'auto');
-    if (ck.skipped.length) o.onMessage?.(`${file}: not read: ${ck.skipped.join(', ')}${ck.refused.length ? ` (the file names globals outside the allow-list, never run: ${ck.refused.join(', ')})` : ''}`);
+    const refused = ck.refused.length ? `the file names globals outside the allow-list, never run: ${ck.refused.join(', ')}` : '';
+    if (ck.skipped.length) o.onMessage?.(`${file}: not read: ${ck.skipped.join(', ')}${refused ? ` (${refused})` : ''}`);
+    else if (refused) o.onMessage?.(`${file}: ${refused}`);
     const sd = materialize(ck.network(network));
     const config = o.config ? readConfigFile(o.config) : null;
     return buildEncoder(sd, o, { file, network, architecture: config ? 'config' : 'inferred', config });

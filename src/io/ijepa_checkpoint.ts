@@ -90,7 +90,7 @@ export function openTorchCheckpoint(path: string): TorchCheckpoint {
 export function materialize(sd: Record<string, TorchTensor>): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
   try {
-    for (const [k, t] of Object.entries(sd)) out[k] = fromRaw(t.toRaw());
+    for (const [k, t] of Object.entries(sd)) Object.defineProperty(out, k, { value: fromRaw(t.toRaw()), enumerable: true, writable: true, configurable: true });
   } catch (e) {
     for (const t of Object.values(out)) t.dispose();
     throw e;

@@ -85,6 +85,11 @@ export class TorchTensor {
     const n = this.numel;
     const shape = this.shape.slice();
     if (n === 0) return { dtype: this.dtype, shape, data: new Uint8Array(0) };
+    // a state dict never holds overlapping views (stride 0, expand()): refusing them bounds what
+    // materialising a tensor allocates by the size of its storage
+    if (n > this.storage.numel) {
+      throw new PickleError(`tensor of size ${JSON.stringify(shape)} on storage '${this.storage.key}' has more elements than its ${this.storage.numel}-element storage (an overlapping view such as expand()): not supported`);
+    }
     const src = this.storage.read();
     let contiguous = true;
     for (let i = shape.length - 1, expect = 1; i >= 0; i--) {
