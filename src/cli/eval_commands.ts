@@ -32,6 +32,7 @@ const floatList = (name: string) => (v: string): number[] => {
 
 interface CommonFlags {
   checkpoint: string; data: string; batch?: number; pooling: Pooling; encoder: string; config?: string; heads?: number;
+  model?: string; // torch.save checkpoints (src/cli/convert.ts)
   workers?: number; threads?: number; device?: string; json?: boolean;
 }
 interface EvalFlags extends CommonFlags {
@@ -42,13 +43,14 @@ interface EmbedFlags extends CommonFlags { out: string }
 
 function common(c: Command): Command {
   return c
-    .requiredOption('--checkpoint <dir|file>', 'run directory, checkpoint directory or encoder .safetensors file')
+    .requiredOption('--checkpoint <dir|file>', 'run directory, checkpoint directory, encoder .safetensors file, or torch.save file (official I-JEPA .pth.tar, state-dict .pth; read safely)')
     .requiredOption('--data <spec>', `dataset: ${DATA_SPEC_HELP}`)
     .option('--batch <n>', 'batch size for feature extraction', int('--batch'), 128)
     .addOption(new Option('--pooling <p>', 'mean: mean of final tokens; last4: final-norm-ed mean of the last 4 blocks, concatenated').choices(['mean', 'last4']).default('mean'))
     .addOption(new Option('--encoder <which>', 'network of a checkpoint directory: auto = target encoder, else encoder').choices(['auto', 'target', 'online']).default('auto'))
     .option('--config <file>', 'architecture for a bare .safetensors file (pretrain YAML/JSON config, state.json or config.json)')
-    .option('--heads <n>', 'attention heads when the architecture is inferred from a bare file (default dim/64)', int('--heads'))
+    .option('--heads <n>', 'attention heads when the architecture is inferred from a bare file (default: the official size of that width, else dim/64)', int('--heads'))
+    .option('--model <name>', 'ViT size (vit_huge, ...) settling the head count of a bare or torch.save file')
     .option('--workers <n>', 'data-loader worker threads (0 = in-process)', int('--workers', 0), defaultWorkers())
     .option('--threads <n>', 'libtorch threads (default: all cores)', int('--threads'))
     .option('--device <d>', 'cpu, cuda or cuda:N (default cpu)')
@@ -105,7 +107,7 @@ export function registerEvalCommands(program: Command): Command {
       const say = (m: string) => console.error(m);
       const report = await evaluateCheckpoint({
         checkpoint: f.checkpoint, data: f.data, valData: f.valData, valSplit: f.valSplit, seed: f.seed, protocols: f.protocol,
-        batchSize: f.batch, pooling: f.pooling, workers: f.workers, which: which(f.encoder), config: f.config, heads: f.heads,
+        batchSize: f.batch, pooling: f.pooling, workers: f.workers, which: which(f.encoder), config: f.config, heads: f.heads, model: f.model,
         knn: { ks: f.k, temperature: f.temperature },
         linear: { ...(f.l2 ? { l2Grid: f.l2 } : {}), ...(f.probeSteps ? { steps: f.probeSteps } : {}) },
         finetune: {
@@ -126,7 +128,7 @@ export function registerEvalCommands(program: Command): Command {
       setup(f);
       const r = await embedDataset({
         checkpoint: f.checkpoint, data: f.data, out: f.out, batchSize: f.batch, pooling: f.pooling, workers: f.workers,
-        which: which(f.encoder), config: f.config, heads: f.heads, onMessage: (m) => console.error(m),
+        which: which(f.encoder), config: f.config, heads: f.heads, model: f.model, onMessage: (m) => console.error(m),
       });
       if (f.json) process.stdout.write(JSON.stringify(r) + '\n');
       else console.error(`wrote ${r.n} x ${r.dim} embeddings (${r.network}) to ${r.out}${r.paths ? ' with file paths' : ''}`);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `cjepa` command line: pretrain, eval, embed.
+// The `cjepa` command line: pretrain, eval, embed, convert.
 import { Command, Option } from 'commander';
 import { intArg, floatArg } from './args.js';
 import { existsSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { pretrain, type StepLog, type MonitorLog } from '../method/trainer.js';
 import { DATA_SPEC_HELP } from '../data/index.js';
 import { healthyStd } from '../method/monitors.js';
 import { registerEvalCommands } from './eval_commands.js';
+import { registerConvertCommand } from './convert.js';
 
 const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
 
@@ -153,6 +154,7 @@ export function buildCli(): Command {
     });
 
   registerEvalCommands(program);
+  registerConvertCommand(program);
   return program;
 }
 

@@ -37,6 +37,8 @@ interface EncoderSource {
   config?: string;
   /** Heads when the architecture is inferred from shapes. */
   heads?: number;
+  /** ViT size name settling the heads of an inferred architecture. */
+  model?: string;
 }
 
 export interface EvaluateOptions extends EncoderSource {
@@ -118,7 +120,7 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
   const valSplit = o.valData ? undefined : (o.valSplit ?? 0.1);
   if (valSplit !== undefined && !(valSplit > 0 && valSplit < 1)) throw new Error(`--val-split must be in (0, 1), got ${valSplit}`);
 
-  const loaded = loadEncoderFromCheckpoint(o.checkpoint, { which: o.which, config: o.config, heads: o.heads });
+  const loaded = loadEncoderFromCheckpoint(o.checkpoint, { which: o.which, config: o.config, heads: o.heads, model: o.model, onMessage: say });
   const enc = loaded.encoder;
   const feats: Tensor[] = [];
   try {
@@ -216,7 +218,7 @@ export interface EmbedResult {
  */
 export async function embedDataset(o: EmbedOptions): Promise<EmbedResult> {
   const say = o.onMessage ?? (() => {});
-  const loaded = loadEncoderFromCheckpoint(o.checkpoint, { which: o.which, config: o.config, heads: o.heads });
+  const loaded = loadEncoderFromCheckpoint(o.checkpoint, { which: o.which, config: o.config, heads: o.heads, model: o.model, onMessage: say });
   const enc = loaded.encoder;
   try {
     const ds = await openDataset(o.data);

@@ -27,7 +27,7 @@ def save(path, tensors):
     header, chunks, off = {}, [], 0
     for k, t in tensors.items():
         t = t.detach().contiguous().cpu()
-        b = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        b = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""  # reshape: 0-d tensors too
         header[k] = {"dtype": _REV[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
         chunks.append(b)
         off += len(b)
