@@ -19,7 +19,7 @@ export function fromRaw(r: RawTensor): Tensor {
 
 /** Writes tensors atomically (temp file + rename). */
 export function saveTensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): void {
-  const raw: Record<string, RawTensor> = {};
+  const raw = Object.create(null) as Record<string, RawTensor>; // keeps a tensor named "__proto__"
   for (const [k, t] of Object.entries(tensors)) raw[k] = toRaw(t);
   writeSafetensorsFileSync(path, raw, metadata);
 }
