@@ -153,9 +153,26 @@ c10::optional<at::Generator> OG(const Napi::CallbackInfo& info, size_t i) {
   return GeneratorOf(info, i);
 }
 
+// A device string that names a device this process has. libtorch's release build checks neither the
+// index of a CPU device ('cpu:1' was accepted) nor that a CUDA device exists before the first kernel.
+at::Device Dev(const Napi::CallbackInfo& info, size_t i) {
+  std::string s = S(info, i);
+  at::Device d(s);  // throws on a malformed string
+  if (d.is_cpu()) {
+    if (d.has_index() && d.index() != 0) throw std::invalid_argument("no such device '" + s + "': the CPU is 'cpu' (or 'cpu:0')");
+  } else if (d.is_cuda()) {
+    int64_t n = at::hasCUDA() ? (int64_t)at::getNumGPUs() : 0;
+    if (n == 0) throw std::invalid_argument("no such device '" + s + "': this libtorch has no CUDA device");
+    if (d.has_index() && d.index() >= n) throw std::invalid_argument("no such device '" + s + "': " + std::to_string(n) + " CUDA device(s)");
+  } else {
+    throw std::invalid_argument("unsupported device '" + s + "' (expected cpu or cuda[:N])");
+  }
+  return d;
+}
+
 at::TensorOptions Opts(const Napi::CallbackInfo& info, size_t dtypeArg, size_t deviceArg) {
   auto o = at::TensorOptions().dtype(DT(info, dtypeArg));
-  if (deviceArg < info.Length() && info[deviceArg].IsString()) o = o.device(at::Device(S(info, deviceArg)));
+  if (deviceArg < info.Length() && !info[deviceArg].IsUndefined() && !info[deviceArg].IsNull()) o = o.device(Dev(info, deviceArg));
   return o;
 }
 
@@ -296,7 +313,7 @@ static Napi::Value Item(const Napi::CallbackInfo& info) {
 static Napi::Value To(const Napi::CallbackInfo& info) {
   auto& t = T(info, 0);
   at::ScalarType dt = info[1].IsNull() || info[1].IsUndefined() ? t.scalar_type() : DT(info, 1);
-  at::Device dev = info.Length() > 2 && info[2].IsString() ? at::Device(S(info, 2)) : t.device();
+  at::Device dev = info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull() ? Dev(info, 2) : t.device();
   return Wrap(info.Env(), t.to(dev, dt));
 }
 

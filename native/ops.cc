@@ -23,6 +23,21 @@ static int64_t Reduction(const std::string& r) {
   throw std::invalid_argument("reduction must be 'mean', 'sum' or 'none', got '" + r + "'");
 }
 
+// Integer remainder: the CPU kernel computes `a % b` with the hardware divide, which traps (SIGFPE,
+// the whole process dies) for INT_MIN % -1. Anything % -1 is exactly 0 (as x % 1 is), so a -1
+// divisor is replaced by 1: same result, no trap. A zero divisor is refused with a clear message
+// (the kernel's own check says only "ZeroDivisionError").
+static at::Tensor SafeRemainder(const at::Tensor& a, const at::Tensor& b) {
+  if (!c10::isIntegralType(at::result_type(a, b), /*includeBool=*/true)) return at::remainder(a, b);
+  TORCH_CHECK(!b.eq(0).any().item<bool>(), "integer remainder by zero");
+  return at::remainder(a, b.masked_fill(b.eq(-1), 1));
+}
+static at::Tensor SafeRemainder(const at::Tensor& a, const at::Scalar& b) {
+  if (!c10::isIntegralType(at::result_type(a, b), /*includeBool=*/true)) return at::remainder(a, b);
+  TORCH_CHECK(b.toLong() != 0, "integer remainder by zero");
+  return at::remainder(a, b.toLong() == -1 ? at::Scalar((int64_t)1) : b);
+}
+
 #define FN [](const Napi::CallbackInfo& info) -> Napi::Value
 #define R(expr) return Wrap(info.Env(), (expr))
 #define U(name, expr) Def(env, exports, name, FN { const at::Tensor& x = T(info, 0); R(expr); });
@@ -58,7 +73,12 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   U("silu", at::silu(x)) U("t", x.t()) U("erfinv", at::erfinv(x))
   Def(env, exports, "gelu", FN { R(at::gelu(T(info, 0), S(info, 1))); });
 
-  BIN("add", add) BIN("sub", sub) BIN("mul", mul) BIN("div", div) BIN("pow", pow) BIN("remainder", remainder)
+  BIN("add", add) BIN("sub", sub) BIN("mul", mul) BIN("div", div) BIN("pow", pow)
+  Def(env, exports, "remainder", FN {
+    if (info[1].IsNumber()) R(SafeRemainder(T(info, 0), Sc(info, 1)));
+    R(SafeRemainder(T(info, 0), T(info, 1)));
+  });
+ 
   BIN("eq", eq) BIN("ne", ne) BIN("lt", lt) BIN("le", le) BIN("gt", gt) BIN("ge", ge)
   Def(env, exports, "addScaled", FN { R(at::add(T(info, 0), T(info, 1), Sc(info, 2))); });  // a + alpha * b
   Def(env, exports, "rsub", FN { R(at::rsub(T(info, 0), Sc(info, 1))); });                  // s - a

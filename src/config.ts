@@ -105,7 +105,7 @@ export function mergeConfig<T>(base: T, over: unknown, path = ''): T {
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
   for (const [k, v] of Object.entries(over)) {
     const p = path ? `${path}.${k}` : k;
-    if (!(k in out)) throw new Error(`config: unknown field '${p}'`);
+    if (!Object.hasOwn(out, k)) throw new Error(`config: unknown field '${p}'`); // own keys only: not 'constructor', '__proto__'
     const cur = out[k];
     out[k] = isObj(cur) && !Array.isArray(cur) ? mergeConfig(cur, v, p) : v;
   }
@@ -151,7 +151,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   num('seed', c.seed, { int: true, min: 0 });
   num('threads', c.threads, { int: true, min: 0 });
   num('workers', c.workers, { int: true, min: 0, max: 64 });
-  if (!(c.model.name in VIT_SIZES)) fail('model.name', `must be one of ${Object.keys(VIT_SIZES).join(', ')}, got '${c.model.name}'`);
+  if (!Object.hasOwn(VIT_SIZES, c.model.name)) fail('model.name', `must be one of ${Object.keys(VIT_SIZES).join(', ')}, got '${c.model.name}'`);
   num('model.patch', c.model.patch, { int: true, min: 1 });
   num('model.imgSize', c.model.imgSize, { int: true, min: 1 });
   if (c.model.imgSize % c.model.patch !== 0) fail('model.imgSize', `(${c.model.imgSize}) must be divisible by model.patch (${c.model.patch})`);

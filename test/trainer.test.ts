@@ -15,6 +15,7 @@ import { pretrain } from '../src/method/trainer.js';
 import { loadTensors } from '../src/io/tensors.js';
 import { resolveCheckpointDir } from '../src/method/checkpoint.js';
 import { maxAbsDiff } from './util/pytorch.js';
+import { CLI, writeTinyCliConfig, latestStep, waitUntil } from './util/runs.js';
 import { setNumThreads, getNumThreads, liveTensors, gcReleasedTensors } from '../src/tensor/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cjepa-trainer-'));
@@ -180,22 +181,15 @@ test('cjepa pretrain CLI: flags override the config file; errors are clear', () 
 });
 
 test('cjepa pretrain CLI killed with SIGKILL mid-run resumes from an intact checkpoint', async () => {
-  const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-  const cfgPath = join(dir, 'kill.yaml');
-  writeFileSync(cfgPath, [
-    'method: cjepa', `data: "${DATA}"`, 'workers: 0', 'threads: 1', 'masks: { minKeep: 1 }',
-    'model: { name: vit_tiny, patch: 4, imgSize: 16, depth: 1, embedDim: 32, numHeads: 2 }',
-    'predictor: { embedDim: 16, depth: 1, numHeads: 2 }', 'optim: { batch: 16, steps: 150 }',
-    'log: { every: 1, monitorEvery: 0, checkpointEvery: 2 }',
-  ].join('\n'));
+  const cli = CLI;
+  const cfgPath = writeTinyCliConfig(join(dir, 'kill.yaml'), DATA, ['optim: { batch: 16, steps: 150 }', 'log: { every: 1, monitorEvery: 0, checkpointEvery: 2 }']);
   const out = join(dir, 'sigkill');
   const child = spawn(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--out', out], { stdio: 'ignore' });
-  const deadline = Date.now() + 60_000;
-  while (!existsSync(join(out, 'latest.json')) || JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')).step < 6) {
-    if (Date.now() > deadline) { child.kill('SIGKILL'); assert.fail('no checkpoint within 60 s'); }
-    await new Promise((r) => setTimeout(r, 20));
+  try {
+    await waitUntil(() => latestStep(out) >= 6, 60_000, 'a checkpoint at step 6');
+  } finally {
+    child.kill('SIGKILL');
   }
-  child.kill('SIGKILL');
   await new Promise((r) => child.on('exit', r));
   const killedAt = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')).step as number;
   assert.ok(killedAt < 150, 'killed before the end');

@@ -200,7 +200,7 @@ export function resolveNorm(norm: NormName | NormStats | 'auto' | undefined, ds:
   let stats: NormStats;
   if (norm === undefined || norm === 'auto') stats = ds?.normStats ?? NORM_STATS.imagenet;
   else if (typeof norm === 'string') {
-    if (!(norm in NORM_STATS)) throw new Error(`unknown normalisation '${norm}' (${Object.keys(NORM_STATS).join(', ')})`);
+    if (!Object.hasOwn(NORM_STATS, norm)) throw new Error(`unknown normalisation '${norm}' (${Object.keys(NORM_STATS).join(', ')})`);
     stats = NORM_STATS[norm];
   } else stats = norm;
   return adaptStats(stats, channels);

@@ -26,6 +26,8 @@
  * tile the data buffer contiguously from 0 to its end (no holes, no overlaps, no trailing
  * bytes) and whose sizes equal numel * dtypeSize. As in the reference, a `null`
  * `__metadata__` is treated as absent and unknown keys inside a tensor entry are ignored.
+ * Stricter than the reference: a header nested deeper than {@link MAX_HEADER_DEPTH}, a key
+ * repeated within one JSON object, and BOOL data bytes other than 0 and 1 are refused.
  *
  * Endianness: data bytes are passed through untouched; they are little-endian in the file
  * and callers on a (hypothetical) big-endian host must byte-swap themselves.
@@ -270,6 +272,50 @@ function checkPrefix(prefix: Uint8Array, fileLen: number, maxHeaderBytes: number
 
 const utf8Fatal = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** Deepest JSON nesting accepted in a header (serde_json's recursion limit; a real header nests 3 deep). */
+export const MAX_HEADER_DEPTH = 128;
+
+/**
+ * Checks what JSON.parse does not: nesting depth (a deep header would exhaust the stack in any
+ * recursive code that touches it) and duplicate keys in one object (JSON.parse keeps the last one
+ * silently, so two entries for one tensor name would be read as one). Returns a message or undefined;
+ * other syntax errors are left to JSON.parse.
+ */
+function checkHeaderStructure(text: string): string | undefined {
+  const stack: Array<Set<string> | null> = []; // an object's keys so far, or null for an array
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const keys = stack[stack.length - 1];
+      if (expectKey && keys) {
+        let key: string;
+        try {
+          key = JSON.parse(text.slice(i, j + 1)) as string;
+        } catch {
+          return undefined;
+        }
+        if (keys.has(key)) return `duplicate key ${describe(key)}${stack.length > 1 ? ' in a nested object' : ''}`;
+        keys.add(key);
+      }
+      expectKey = false;
+      i = j;
+    } else if (c === '{' || c === '[') {
+      if (stack.length >= MAX_HEADER_DEPTH) return `JSON nested deeper than ${MAX_HEADER_DEPTH} levels`;
+      stack.push(c === '{' ? new Set() : null);
+      expectKey = c === '{';
+    } else if (c === '}' || c === ']') {
+      stack.pop();
+      expectKey = false;
+    } else if (c === ',') {
+      expectKey = stack[stack.length - 1] instanceof Set;
+    }
+  }
+  return undefined;
+}
+
 function decodeImpl(buf: Uint8Array, opts: DecodeOptions | undefined, path?: string): DecodedSafetensors {
   if (!(buf instanceof Uint8Array)) throw new SafetensorsError('input must be a Uint8Array/Buffer', { path });
   const n = checkPrefix(buf, buf.byteLength, resolveMaxHeader(opts, path), path);
@@ -280,6 +326,8 @@ function decodeImpl(buf: Uint8Array, opts: DecodeOptions | undefined, path?: str
   } catch (e) {
     throw new SafetensorsError('invalid header: not valid UTF-8', { path, cause: e });
   }
+  const structural = checkHeaderStructure(text);
+  if (structural !== undefined) throw new SafetensorsError(`invalid header: ${structural}`, { path });
   let header: unknown;
   try {
     header = JSON.parse(text);
@@ -382,6 +430,13 @@ function decodeImpl(buf: Uint8Array, opts: DecodeOptions | undefined, path?: str
 
   const tensors: Record<string, RawTensor> = {};
   for (const t of infos) {
+    if (t.dtype === 'BOOL') {
+      for (let k = dataStart + t.begin; k < dataStart + t.end; k++) {
+        if (buf[k]! > 1) {
+          throw new SafetensorsError(`invalid BOOL data: byte ${k - dataStart - t.begin} is ${buf[k]} (only 0 and 1 are booleans)`, { path, tensor: t.name });
+        }
+      }
+    }
     setOwn(tensors, t.name, {
       dtype: t.dtype,
       shape: t.shape,

@@ -19,7 +19,7 @@ export function fromRaw(r: RawTensor): Tensor {
 
 /** Writes tensors atomically (temp file + rename). */
 export function saveTensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): void {
-  const raw: Record<string, RawTensor> = {};
+  const raw = Object.create(null) as Record<string, RawTensor>; // keeps a tensor named "__proto__"
   for (const [k, t] of Object.entries(tensors)) raw[k] = toRaw(t);
   writeSafetensorsFileSync(path, raw, metadata);
 }
@@ -27,7 +27,13 @@ export function saveTensors(path: string, tensors: Record<string, Tensor>, metad
 /** Reads every tensor of a safetensors file (the caller owns the returned tensors). */
 export function loadTensors(path: string, opts?: DecodeOptions): { tensors: Record<string, Tensor>; metadata: Record<string, string> } {
   const { tensors, metadata } = readSafetensorsFileSync(path, opts);
-  const out: Record<string, Tensor> = {};
-  for (const [k, r] of Object.entries(tensors)) out[k] = fromRaw(r);
+  // a null-prototype map: a tensor named "__proto__" is an entry like any other, not the prototype
+  const out = Object.create(null) as Record<string, Tensor>;
+  try {
+    for (const [k, r] of Object.entries(tensors)) out[k] = fromRaw(r);
+  } catch (e) {
+    for (const t of Object.values(out)) t.dispose();
+    throw e;
+  }
   return { tensors: out, metadata };
 }

@@ -13,7 +13,8 @@ import { openDatasets, DataLoader, evalTransform, type Dataset, type Batch } fro
 import { WarmupCosineSchedule, CosineWDSchedule } from './schedulers.js';
 import { AdamW, ijepaParamGroups, clipGradNorm } from './optim.js';
 import { createMethod } from './training_method.js';
-import { saveCheckpoint, hasCheckpoint, resolveCheckpointDir, readCheckpointState, loadNet, type CheckpointState } from './checkpoint.js';
+import { saveCheckpoint, hasCheckpoint, resolveIntactCheckpoint, readCheckpointState, loadNet, type CheckpointState } from './checkpoint.js';
+import { acquireRunLock, type RunLock } from './run_lock.js';
 import { collapseStats, collapseVerdict, type CollapseStats } from './monitors.js';
 import { writeLineChartPng } from '../util/plot.js';
 
@@ -84,7 +85,13 @@ async function monitorEmbeddings(enc: VisionTransformer, loader: DataLoader, n: 
   return all;
 }
 
+/** Pretrains; one writer per run directory (run_lock.ts): the lock is held from the first write to the return. */
 export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainResult> {
+  const held: RunLock[] = [];
+  try { return await pretrainLocked(config, o, held); } finally { held.forEach((l) => l.release()); }
+}
+
+async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: RunLock[]): Promise<PretrainResult> {
   const cfg = validateConfig(structuredClone(config));
   const say = o.onMessage ?? ((m: string) => console.error(m));
   const out = cfg.out;
@@ -92,6 +99,7 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
     throw new Error(`'${out}' already holds a run (latest.json); pass --resume to continue it or choose another --out`);
   }
   mkdirSync(out, { recursive: true });
+  held.push(acquireRunLock(out)); // a second writer (pretrain or resume) is refused, naming the holder
   if (cfg.threads > 0) setNumThreads(cfg.threads);
   manualSeed(cfg.seed);
 
@@ -124,7 +132,7 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
   let step = 0, epoch = 0, stepInEpoch = 0;
   const metricsPath = join(out, 'metrics.jsonl');
   if (o.resume && hasCheckpoint(out)) {
-    const dir = resolveCheckpointDir(out);
+    const dir = resolveIntactCheckpoint(out, say); // a damaged newest checkpoint: the newest intact one, with a warning
     const st = readCheckpointState(dir);
     const old = st.config as PretrainConfig;
     if (old.method !== cfg.method || old.model.name !== cfg.model.name || old.model.imgSize !== cfg.model.imgSize || old.model.patch !== cfg.model.patch) {
@@ -139,7 +147,7 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
     step = st.step; epoch = st.epoch; stepInEpoch = st.stepInEpoch;
     // metrics logged after the checkpoint belong to the lost steps: drop them
     if (existsSync(metricsPath)) {
-      const kept = readFileSync(metricsPath, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
+      const kept = readFileSync(metricsPath, 'utf8').split('\n').filter((l) => { try { return (JSON.parse(l) as { step: number }).step <= step; } catch { return false; } }); // a torn last line (disk full) is dropped
       writeFileSync(metricsPath, kept.map((l) => l + '\n').join(''));
     }
     say(`resumed from ${dir} at step ${step} (epoch ${epoch})`);

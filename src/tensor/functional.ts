@@ -1,53 +1,51 @@
 // Functional neural-network ops (torch.nn.functional), each one native call.
 import { native } from './native.js';
-import { Tensor, type Reduction } from './tensor.js';
-
-const opt = (t: Tensor | undefined | null) => (t ? t.h : null);
+import { Tensor, type Reduction, handleOf, handles, optHandle as opt } from './tensor.js';
 
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  return new Tensor(native.linear(x.h, weight.h, opt(bias)));
+  return new Tensor(native.linear(handleOf(x, 'F.linear', 'x'), handleOf(weight, 'F.linear', 'weight'), opt(bias, 'F.linear', 'bias')));
 }
 
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null,
   o: { stride?: number | [number, number]; padding?: number | [number, number]; dilation?: number | [number, number]; groups?: number } = {}): Tensor {
   const pair = (v: number | [number, number] | undefined, d: number): number[] => (v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : v);
-  return new Tensor(native.conv2d(x.h, weight.h, opt(bias), pair(o.stride, 1), pair(o.padding, 0), pair(o.dilation, 1), o.groups ?? 1));
+  return new Tensor(native.conv2d(handleOf(x, 'F.conv2d', 'x'), handleOf(weight, 'F.conv2d', 'weight'), opt(bias, 'F.conv2d', 'bias'), pair(o.stride, 1), pair(o.padding, 0), pair(o.dilation, 1), o.groups ?? 1));
 }
 
 export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
-  return new Tensor(native.layerNorm(x.h, normalizedShape, opt(weight), opt(bias), eps));
+  return new Tensor(native.layerNorm(handleOf(x, 'F.layerNorm', 'x'), normalizedShape, opt(weight, 'F.layerNorm', 'weight'), opt(bias, 'F.layerNorm', 'bias'), eps));
 }
 
 export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null,
   o: { weight?: Tensor | null; bias?: Tensor | null; training?: boolean; momentum?: number; eps?: number } = {}): Tensor {
-  return new Tensor(native.batchNorm(x.h, opt(o.weight), opt(o.bias), opt(runningMean), opt(runningVar),
+  return new Tensor(native.batchNorm(handleOf(x, 'F.batchNorm', 'x'), opt(o.weight, 'F.batchNorm', 'weight'), opt(o.bias, 'F.batchNorm', 'bias'), opt(runningMean, 'F.batchNorm', 'runningMean'), opt(runningVar, 'F.batchNorm', 'runningVar'),
     o.training ?? false, o.momentum ?? 0.1, o.eps ?? 1e-5));
 }
 
 export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor { return x.gelu(approximate); }
 export function relu(x: Tensor): Tensor { return x.relu(); }
-export function softmax(x: Tensor, dim: number): Tensor { return new Tensor(native.softmax(x.h, dim)); }
-export function logSoftmax(x: Tensor, dim: number): Tensor { return new Tensor(native.logSoftmax(x.h, dim)); }
+export function softmax(x: Tensor, dim: number): Tensor { return new Tensor(native.softmax(handleOf(x, 'F.softmax', 'x'), dim)); }
+export function logSoftmax(x: Tensor, dim: number): Tensor { return new Tensor(native.logSoftmax(handleOf(x, 'F.logSoftmax', 'x'), dim)); }
 /** Uses libtorch's global generator (seed it with manualSeed). */
 export function dropout(x: Tensor, p: number, training: boolean): Tensor {
   if (!(p >= 0 && p <= 1)) throw new RangeError(`dropout probability must be in [0, 1], got ${p}`);
-  return new Tensor(native.dropout(x.h, p, training));
+  return new Tensor(native.dropout(handleOf(x, 'F.dropout', 'x'), p, training));
 }
 export function smoothL1Loss(x: Tensor, y: Tensor, reduction: Reduction = 'mean', beta = 1.0): Tensor {
-  return new Tensor(native.smoothL1Loss(x.h, y.h, reduction, beta));
+  return new Tensor(native.smoothL1Loss(handleOf(x, 'F.smoothL1Loss', 'x'), handleOf(y, 'F.smoothL1Loss', 'y'), reduction, beta));
 }
 export function mseLoss(x: Tensor, y: Tensor, reduction: Reduction = 'mean'): Tensor {
-  return new Tensor(native.mseLoss(x.h, y.h, reduction));
+  return new Tensor(native.mseLoss(handleOf(x, 'F.mseLoss', 'x'), handleOf(y, 'F.mseLoss', 'y'), reduction));
 }
 export function l1Loss(x: Tensor, y: Tensor, reduction: Reduction = 'mean'): Tensor {
-  return new Tensor(native.l1Loss(x.h, y.h, reduction));
+  return new Tensor(native.l1Loss(handleOf(x, 'F.l1Loss', 'x'), handleOf(y, 'F.l1Loss', 'y'), reduction));
 }
 /** Cross-entropy on logits (N, C) and int64 class targets (N). */
 export function crossEntropy(logits: Tensor, target: Tensor, reduction: Reduction = 'mean', labelSmoothing = 0): Tensor {
-  return new Tensor(native.crossEntropy(logits.h, target.h, reduction, labelSmoothing));
+  return new Tensor(native.crossEntropy(handleOf(logits, 'F.crossEntropy', 'logits'), handleOf(target, 'F.crossEntropy', 'target'), reduction, labelSmoothing));
 }
 export function nllLoss(logProbs: Tensor, target: Tensor, reduction: Reduction = 'mean'): Tensor {
-  return new Tensor(native.nllLoss(logProbs.h, target.h, reduction));
+  return new Tensor(native.nllLoss(handleOf(logProbs, 'F.nllLoss', 'logProbs'), handleOf(target, 'F.nllLoss', 'target'), reduction));
 }
 /** x / max(||x||_p, eps) along `dim` (F.normalize). */
 export function normalize(x: Tensor, p = 2, dim = -1, eps = 1e-12): Tensor {
@@ -58,23 +56,23 @@ export function normalize(x: Tensor, p = 2, dim = -1, eps = 1e-12): Tensor {
   return out;
 }
 export function avgPool2d(x: Tensor, kernel: [number, number], stride?: [number, number]): Tensor {
-  return new Tensor(native.avgPool2d(x.h, kernel, stride ?? kernel));
+  return new Tensor(native.avgPool2d(handleOf(x, 'F.avgPool2d', 'x'), kernel, stride ?? kernel));
 }
 export function adaptiveAvgPool2d(x: Tensor, size: [number, number]): Tensor {
-  return new Tensor(native.adaptiveAvgPool2d(x.h, size));
+  return new Tensor(native.adaptiveAvgPool2d(handleOf(x, 'F.adaptiveAvgPool2d', 'x'), size));
 }
 export function interpolate(x: Tensor, size: [number, number], mode: 'bilinear' | 'bicubic' = 'bilinear', alignCorners = false): Tensor {
-  return new Tensor(mode === 'bilinear' ? native.interpolateBilinear(x.h, size, alignCorners) : native.interpolateBicubic(x.h, size, alignCorners));
+  return new Tensor(mode === 'bilinear' ? native.interpolateBilinear(handleOf(x, 'F.interpolate', 'x'), size, alignCorners) : native.interpolateBicubic(handleOf(x, 'F.interpolate', 'x'), size, alignCorners));
 }
 
 // Multi-tensor helpers (one native call over a whole list): the seam for fused optimiser updates.
 /** targets[i] <- targets[i] + w (sources[i] - targets[i]), without autograd. */
 export function foreachLerp_(targets: readonly Tensor[], sources: readonly Tensor[], weight: number): void {
-  native.foreachLerp_(targets.map((t) => t.h), sources.map((t) => t.h), weight);
+  native.foreachLerp_(handles(targets, 'F.foreachLerp_', 'targets'), handles(sources, 'F.foreachLerp_', 'sources'), weight);
 }
 /** Global L2 norm of a list of tensors (as a JS number). */
 export function foreachNorm(ts: readonly Tensor[]): number {
-  const t = new Tensor(native.foreachNormSq(ts.map((x) => x.h)));
+  const t = new Tensor(native.foreachNormSq(handles(ts, 'F.foreachNorm', 'tensors')));
   const v = Math.sqrt(t.item());
   t.dispose();
   return v;

@@ -13,8 +13,34 @@ const sym = Symbol as unknown as { dispose?: symbol };
 /** `Symbol.dispose` (polyfilled on Node 20) so `using t = ...` releases a tensor at block end. */
 export const disposeSymbol: symbol = sym.dispose ?? ((Symbol as unknown as { dispose: symbol }).dispose = Symbol.for('Symbol.dispose'));
 
-function h(x: TN): Handle | number {
-  return typeof x === 'number' ? x : x.h;
+// ------------------------------------------------------------------ operands
+// The one place a Tensor operand becomes a native handle. Anything else (null, undefined, a plain
+// object, a Generator) is a TypeError naming the op and the argument, raised before the native call
+// (instead of "Cannot read properties of null (reading 'h')").
+
+function kindOf(x: unknown): string {
+  if (x === null || x === undefined) return String(x);
+  if (typeof x === 'object') return `a ${(x as object).constructor?.name ?? 'null-prototype object'}`;
+  return `a ${typeof x} (${String(x).slice(0, 40)})`;
+}
+/** The native handle of tensor argument `arg` of `op`. */
+export function handleOf(x: Tensor, op: string, arg: string): Handle {
+  if (x instanceof Tensor) return x.h;
+  throw new TypeError(`${op}: argument '${arg}' must be a Tensor, got ${kindOf(x)}`);
+}
+/** Like handleOf, but null / undefined mean "none" (optional operands such as a bias). */
+export function optHandle(x: Tensor | null | undefined, op: string, arg: string): Handle | null {
+  return x === null || x === undefined ? null : handleOf(x, op, arg);
+}
+/** The handles of a list of tensors. */
+export function handles(xs: readonly Tensor[], op: string, arg: string): Handle[] {
+  if (!Array.isArray(xs)) throw new TypeError(`${op}: argument '${arg}' must be an array of Tensors, got ${kindOf(xs)}`);
+  return xs.map((x, i) => handleOf(x, op, `${arg}[${i}]`));
+}
+function h(x: TN, op: string, arg: string): Handle | number {
+  if (typeof x === 'number') return x;
+  if (x instanceof Tensor) return x.h;
+  throw new TypeError(`${op}: argument '${arg}' must be a Tensor or a number, got ${kindOf(x)}`);
 }
 
 export interface CreateOptions {
@@ -117,10 +143,10 @@ export class Tensor implements Disposable {
     return g === undefined ? undefined : new Tensor(g);
   }
   set grad(g: Tensor | undefined) {
-    native.setGrad(this.h, g === undefined ? null : g.h);
+    native.setGrad(this.h, g === undefined ? null : handleOf(g, 'grad (setter)', 'grad'));
   }
   backward(gradient?: Tensor, retainGraph?: boolean): void {
-    native.backward(this.h, gradient?.h ?? null, retainGraph);
+    native.backward(this.h, optHandle(gradient, 'backward', 'gradient'), retainGraph);
   }
   detach(): Tensor {
     return new Tensor(native.detach(this.h));
@@ -137,26 +163,26 @@ export class Tensor implements Disposable {
 
   // ---------------------------------------------------------------- elementwise
   add(o: TN, alpha?: number): Tensor {
-    if (alpha !== undefined && typeof o !== 'number') return new Tensor(native.addScaled(this.h, o.h, alpha));
-    return new Tensor(native.add(this.h, h(o)));
+    if (alpha !== undefined && typeof o !== 'number') return new Tensor(native.addScaled(this.h, handleOf(o, 'add', 'other'), alpha));
+    return new Tensor(native.add(this.h, h(o, 'add', 'other')));
   }
-  sub(o: TN): Tensor { return new Tensor(native.sub(this.h, h(o))); }
+  sub(o: TN): Tensor { return new Tensor(native.sub(this.h, h(o, 'sub', 'other'))); }
   /** s - this */
   rsub(s: number): Tensor { return new Tensor(native.rsub(this.h, s)); }
-  mul(o: TN): Tensor { return new Tensor(native.mul(this.h, h(o))); }
-  div(o: TN): Tensor { return new Tensor(native.div(this.h, h(o))); }
-  pow(o: TN): Tensor { return new Tensor(native.pow(this.h, h(o))); }
-  remainder(o: TN): Tensor { return new Tensor(native.remainder(this.h, h(o))); }
-  maximum(o: Tensor): Tensor { return new Tensor(native.maximum(this.h, o.h)); }
-  minimum(o: Tensor): Tensor { return new Tensor(native.minimum(this.h, o.h)); }
-  eq(o: TN): Tensor { return new Tensor(native.eq(this.h, h(o))); }
-  ne(o: TN): Tensor { return new Tensor(native.ne(this.h, h(o))); }
-  lt(o: TN): Tensor { return new Tensor(native.lt(this.h, h(o))); }
-  le(o: TN): Tensor { return new Tensor(native.le(this.h, h(o))); }
-  gt(o: TN): Tensor { return new Tensor(native.gt(this.h, h(o))); }
-  ge(o: TN): Tensor { return new Tensor(native.ge(this.h, h(o))); }
-  logicalAnd(o: Tensor): Tensor { return new Tensor(native.logicalAnd(this.h, o.h)); }
-  logicalOr(o: Tensor): Tensor { return new Tensor(native.logicalOr(this.h, o.h)); }
+  mul(o: TN): Tensor { return new Tensor(native.mul(this.h, h(o, 'mul', 'other'))); }
+  div(o: TN): Tensor { return new Tensor(native.div(this.h, h(o, 'div', 'other'))); }
+  pow(o: TN): Tensor { return new Tensor(native.pow(this.h, h(o, 'pow', 'other'))); }
+  remainder(o: TN): Tensor { return new Tensor(native.remainder(this.h, h(o, 'remainder', 'other'))); }
+  maximum(o: Tensor): Tensor { return new Tensor(native.maximum(this.h, handleOf(o, 'maximum', 'other'))); }
+  minimum(o: Tensor): Tensor { return new Tensor(native.minimum(this.h, handleOf(o, 'minimum', 'other'))); }
+  eq(o: TN): Tensor { return new Tensor(native.eq(this.h, h(o, 'eq', 'other'))); }
+  ne(o: TN): Tensor { return new Tensor(native.ne(this.h, h(o, 'ne', 'other'))); }
+  lt(o: TN): Tensor { return new Tensor(native.lt(this.h, h(o, 'lt', 'other'))); }
+  le(o: TN): Tensor { return new Tensor(native.le(this.h, h(o, 'le', 'other'))); }
+  gt(o: TN): Tensor { return new Tensor(native.gt(this.h, h(o, 'gt', 'other'))); }
+  ge(o: TN): Tensor { return new Tensor(native.ge(this.h, h(o, 'ge', 'other'))); }
+  logicalAnd(o: Tensor): Tensor { return new Tensor(native.logicalAnd(this.h, handleOf(o, 'logicalAnd', 'other'))); }
+  logicalOr(o: Tensor): Tensor { return new Tensor(native.logicalOr(this.h, handleOf(o, 'logicalOr', 'other'))); }
   logicalNot(): Tensor { return new Tensor(native.logicalNot(this.h)); }
   neg(): Tensor { return new Tensor(native.neg(this.h)); }
   exp(): Tensor { return new Tensor(native.exp(this.h)); }
@@ -225,9 +251,9 @@ export class Tensor implements Disposable {
   }
 
   // ---------------------------------------------------------------- linear algebra
-  matmul(o: Tensor): Tensor { return new Tensor(native.matmul(this.h, o.h)); }
-  mm(o: Tensor): Tensor { return new Tensor(native.mm(this.h, o.h)); }
-  bmm(o: Tensor): Tensor { return new Tensor(native.bmm(this.h, o.h)); }
+  matmul(o: Tensor): Tensor { return new Tensor(native.matmul(this.h, handleOf(o, 'matmul', 'other'))); }
+  mm(o: Tensor): Tensor { return new Tensor(native.mm(this.h, handleOf(o, 'mm', 'other'))); }
+  bmm(o: Tensor): Tensor { return new Tensor(native.bmm(this.h, handleOf(o, 'bmm', 'other'))); }
   t(): Tensor { return new Tensor(native.t(this.h)); }
   /** Singular values, descending (torch.linalg.svdvals). */
   svdvals(): Tensor { return new Tensor(native.svdvals(this.h)); }
@@ -256,17 +282,17 @@ export class Tensor implements Disposable {
   expandAs(o: Tensor): Tensor { return this.expand(o.shape); }
   repeat(reps: Shape): Tensor { return new Tensor(native.repeat(this.h, reps)); }
   repeatInterleave(repeats: number, dim: number): Tensor { return new Tensor(native.repeatInterleave(this.h, repeats, dim)); }
-  indexSelect(dim: number, index: Tensor): Tensor { return new Tensor(native.indexSelect(this.h, dim, index.h)); }
+  indexSelect(dim: number, index: Tensor): Tensor { return new Tensor(native.indexSelect(this.h, dim, handleOf(index, 'indexSelect', 'index'))); }
   /** this[index] along dim 0 with an integer or boolean index tensor. */
-  index(index: Tensor): Tensor { return new Tensor(native.tensorIndex(this.h, index.h)); }
-  gather(dim: number, index: Tensor): Tensor { return new Tensor(native.gather(this.h, dim, index.h)); }
-  scatter(dim: number, index: Tensor, src: Tensor): Tensor { return new Tensor(native.scatter(this.h, dim, index.h, src.h)); }
-  scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor { return new Tensor(native.scatterAdd(this.h, dim, index.h, src.h)); }
-  indexAdd(dim: number, index: Tensor, src: Tensor): Tensor { return new Tensor(native.indexAdd(this.h, dim, index.h, src.h)); }
+  index(index: Tensor): Tensor { return new Tensor(native.tensorIndex(this.h, handleOf(index, 'index', 'index'))); }
+  gather(dim: number, index: Tensor): Tensor { return new Tensor(native.gather(this.h, dim, handleOf(index, 'gather', 'index'))); }
+  scatter(dim: number, index: Tensor, src: Tensor): Tensor { return new Tensor(native.scatter(this.h, dim, handleOf(index, 'scatter', 'index'), handleOf(src, 'scatter', 'src'))); }
+  scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor { return new Tensor(native.scatterAdd(this.h, dim, handleOf(index, 'scatterAdd', 'index'), handleOf(src, 'scatterAdd', 'src'))); }
+  indexAdd(dim: number, index: Tensor, src: Tensor): Tensor { return new Tensor(native.indexAdd(this.h, dim, handleOf(index, 'indexAdd', 'index'), handleOf(src, 'indexAdd', 'src'))); }
   split(size: number, dim = 0): Tensor[] { return (native.split(this.h, size, dim) as Handle[]).map((x) => new Tensor(x)); }
   chunk(chunks: number, dim = 0): Tensor[] { return (native.chunk(this.h, chunks, dim) as Handle[]).map((x) => new Tensor(x)); }
-  maskedFill(mask: Tensor, value: TN): Tensor { return new Tensor(native.maskedFill(this.h, mask.h, h(value))); }
-  maskedSelect(mask: Tensor): Tensor { return new Tensor(native.maskedSelect(this.h, mask.h)); }
+  maskedFill(mask: Tensor, value: TN): Tensor { return new Tensor(native.maskedFill(this.h, handleOf(mask, 'maskedFill', 'mask'), h(value, 'maskedFill', 'value'))); }
+  maskedSelect(mask: Tensor): Tensor { return new Tensor(native.maskedSelect(this.h, handleOf(mask, 'maskedSelect', 'mask'))); }
   nonzero(): Tensor { return new Tensor(native.nonzero(this.h)); }
   flip(dimsToFlip: Shape): Tensor { return new Tensor(native.flip(this.h, dimsToFlip)); }
   roll(shifts: Shape, dimsToRoll: Shape): Tensor { return new Tensor(native.roll(this.h, shifts, dimsToRoll)); }
@@ -276,22 +302,22 @@ export class Tensor implements Disposable {
 
   // ---------------------------------------------------------------- in place (no autograd history wanted)
   add_(o: TN, alpha?: number): this {
-    if (alpha !== undefined && typeof o !== 'number') native.addScaled_(this.h, o.h, alpha);
-    else native.add_(this.h, h(o));
+    if (alpha !== undefined && typeof o !== 'number') native.addScaled_(this.h, handleOf(o, 'add_', 'other'), alpha);
+    else native.add_(this.h, h(o, 'add_', 'other'));
     return this;
   }
-  sub_(o: TN): this { native.sub_(this.h, h(o)); return this; }
-  mul_(o: TN): this { native.mul_(this.h, h(o)); return this; }
-  div_(o: TN): this { native.div_(this.h, h(o)); return this; }
-  addcmul_(a: Tensor, b: Tensor, value = 1): this { native.addcmul_(this.h, a.h, b.h, value); return this; }
-  addcdiv_(a: Tensor, b: Tensor, value = 1): this { native.addcdiv_(this.h, a.h, b.h, value); return this; }
-  lerp_(end: Tensor, weight: number): this { native.lerp_(this.h, end.h, weight); return this; }
-  copy_(src: Tensor): this { native.copy_(this.h, src.h); return this; }
+  sub_(o: TN): this { native.sub_(this.h, h(o, 'sub_', 'other')); return this; }
+  mul_(o: TN): this { native.mul_(this.h, h(o, 'mul_', 'other')); return this; }
+  div_(o: TN): this { native.div_(this.h, h(o, 'div_', 'other')); return this; }
+  addcmul_(a: Tensor, b: Tensor, value = 1): this { native.addcmul_(this.h, handleOf(a, 'addcmul_', 'a'), handleOf(b, 'addcmul_', 'b'), value); return this; }
+  addcdiv_(a: Tensor, b: Tensor, value = 1): this { native.addcdiv_(this.h, handleOf(a, 'addcdiv_', 'a'), handleOf(b, 'addcdiv_', 'b'), value); return this; }
+  lerp_(end: Tensor, weight: number): this { native.lerp_(this.h, handleOf(end, 'lerp_', 'end'), weight); return this; }
+  copy_(src: Tensor): this { native.copy_(this.h, handleOf(src, 'copy_', 'src')); return this; }
   zero_(): this { native.zero_(this.h); return this; }
   fill_(v: number): this { native.fill_(this.h, v); return this; }
   clamp_(min?: number | null, max?: number | null): this { native.clamp_(this.h, min ?? null, max ?? null); return this; }
   sqrt_(): this { native.sqrt_(this.h); return this; }
-  maskedFill_(mask: Tensor, v: number): this { native.maskedFill_(this.h, mask.h, v); return this; }
+  maskedFill_(mask: Tensor, v: number): this { native.maskedFill_(this.h, handleOf(mask, 'maskedFill_', 'mask'), v); return this; }
   uniform_(a = 0, b = 1, gen?: Generator): this { native.uniform_(this.h, a, b, gen?.h ?? null); return this; }
   normal_(mean = 0, std = 1, gen?: Generator): this { native.normal_(this.h, mean, std, gen?.h ?? null); return this; }
 }
@@ -316,7 +342,7 @@ export class Generator {
     return g;
   }
   getState(): Tensor { return new Tensor(native.generatorGetState(this.h)); }
-  setState(state: Tensor): void { native.generatorSetState(this.h, state.h); }
+  setState(state: Tensor): void { native.generatorSetState(this.h, handleOf(state, 'setState', 'state')); }
 }
 
 // ------------------------------------------------------------------ creation
@@ -416,9 +442,9 @@ export function randperm(n: number, o?: CreateOptions & { generator?: Generator 
 
 // ------------------------------------------------------------------ multi-tensor functions
 
-export function cat(ts: readonly Tensor[], dim = 0): Tensor { return new Tensor(native.cat(ts.map((t) => t.h), dim)); }
-export function stack(ts: readonly Tensor[], dim = 0): Tensor { return new Tensor(native.stack(ts.map((t) => t.h), dim)); }
-export function where(cond: Tensor, a: TN, b: TN): Tensor { return new Tensor(native.where(cond.h, h(a), h(b))); }
+export function cat(ts: readonly Tensor[], dim = 0): Tensor { return new Tensor(native.cat(handles(ts, 'cat', 'tensors'), dim)); }
+export function stack(ts: readonly Tensor[], dim = 0): Tensor { return new Tensor(native.stack(handles(ts, 'stack', 'tensors'), dim)); }
+export function where(cond: Tensor, a: TN, b: TN): Tensor { return new Tensor(native.where(handleOf(cond, 'where', 'cond'), h(a, 'where', 'a'), h(b, 'where', 'b'))); }
 
 // ------------------------------------------------------------------ autograd mode
 
