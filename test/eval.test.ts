@@ -177,16 +177,16 @@ test('linear probe: ~100% on linearly separable features, chance on random label
   const xs = tidy(() => all.x.index(tensor(perm, [240]).long()));
   const ys = Int32Array.from(perm, (i) => all.y[i]!);
   const trX = xs.narrow(0, 0, 160), teX = xs.narrow(0, 160, 80);
-  const r = linearProbe(trX, ys.slice(0, 160), teX, ys.slice(160), { steps: 200 });
+  const r = linearProbe(trX, ys.slice(0, 160), teX, ys.slice(160));
   assert.equal(r.top1, 1, `separable: ${r.top1}`);
   assert.equal(r.trainTop1, 1);
-  assert.equal(r.sweep.length, 5);
+  assert.ok(r.sweep.length >= 5);
   assert.equal(r.nFit + r.nVal, 160);
-  assert.ok([1e-5, 1e-4, 1e-3, 1e-2, 1e-1].includes(r.l2));
+  assert.ok(r.sweep.some((s) => s.l2 === r.l2));
 
   const rnd = randn([600, 32], { generator: g });
   const yr = Int32Array.from({ length: 600 }, (_, i) => (i * 2654435761) % 7 % 4);
-  const c = linearProbe(rnd.narrow(0, 0, 400), yr.slice(0, 400), rnd.narrow(0, 400, 200), yr.slice(400), { steps: 200 });
+  const c = linearProbe(rnd.narrow(0, 0, 400), yr.slice(0, 400), rnd.narrow(0, 400, 200), yr.slice(400));
   assert.ok(Math.abs(c.top1 - 0.25) < 0.1, `random labels: ${c.top1} (chance 0.25)`);
   for (const t of [all.x, xs, trX, teX, rnd]) t.dispose();
 });
@@ -194,13 +194,10 @@ test('linear probe: ~100% on linearly separable features, chance on random label
 test('linear probe optimiser reaches the L-BFGS optimum of the regularised objective (PyTorch, float64)', () => {
   const m = trainLinear(lp.x, lp.y, 4, { l2: lp.l2 });
   const ours = linearObjective(m, lp.x, lp.y, lp.l2), best = ref['lp.objective']!.item();
-  assert.ok(ours >= best - 1e-5 && ours - best < 1e-4 * best, `objective ${ours} vs optimum ${best}`);
-  // seeded mini-batches (N > batchSize) get close too
-  const mb = trainLinear(lp.x, lp.y, 4, { l2: lp.l2, batchSize: 64 });
-  const mbObj = linearObjective(mb, lp.x, lp.y, lp.l2);
-  assert.ok(mbObj - best < 1e-2 * best, `mini-batch objective ${mbObj} vs optimum ${best}`);
+  assert.ok(Math.abs(ours - best) < 1e-7 * best, `objective ${ours} vs optimum ${best}`);
+  assert.ok(Math.abs(m.loss - ours) < 1e-9 * best && m.iterations > 0);
   // and a short run is measurably worse (the comparison can fail)
-  const short = trainLinear(lp.x, lp.y, 4, { l2: lp.l2, steps: 5 });
+  const short = trainLinear(lp.x, lp.y, 4, { l2: lp.l2, maxIter: 2 });
   assert.ok(linearObjective(short, lp.x, lp.y, lp.l2) - best > 1e-2);
   assert.ok(accuracy(predictLinear(m, lp.x), lp.y) > 0.5);
 });
@@ -212,7 +209,7 @@ test('linear probe standardises with train statistics only', () => {
   const trX = tidy(() => base.x.narrow(0, 0, 120).mul(scale).add(3));
   const teX = tidy(() => base.x.narrow(0, 120, 30).mul(scale).add(3));
   const trY = base.y.slice(0, 120), teY = base.y.slice(120);
-  const r = linearProbe(trX, trY, teX, teY, { steps: 150, l2Grid: [1e-3] });
+  const r = linearProbe(trX, trY, teX, teY, { l2Grid: [1e-3] });
   // the reported statistics are the train features' (population std)
   const rows = trX.toArray(), D = 10, N = 120;
   for (let d = 0; d < D; d++) {
@@ -225,7 +222,7 @@ test('linear probe standardises with train statistics only', () => {
   assert.equal(r.top1, 1);
   // a shift of the test set alone must hurt: test-set statistics would have hidden it
   const shifted = tidy(() => teX.add(scale.mul(40)));
-  const s = linearProbe(trX, trY, shifted, teY, { steps: 150, l2Grid: [1e-3] });
+  const s = linearProbe(trX, trY, shifted, teY, { l2Grid: [1e-3] });
   assert.ok(s.top1 < 0.7, `shifted test set still scores ${s.top1}`);
   for (const t of [base.x, scale, trX, teX, shifted]) t.dispose();
 });
@@ -300,7 +297,7 @@ test('eval on an I-JEPA checkpoint: target encoder, k-NN + linear + fine-tune, m
   const msgs: string[] = [];
   const r = await evaluateCheckpoint({
     checkpoint: ijepaRun, data: DATA, protocols: ['knn', 'linear', 'finetune'], batchSize: 32,
-    linear: { steps: 150 }, finetune: { epochs: 1, batchSize: 16 }, onMessage: (m) => msgs.push(m),
+    finetune: { epochs: 1, batchSize: 16 }, onMessage: (m) => msgs.push(m),
   });
   assert.equal(r.network, 'target_encoder');
   assert.equal(r.architecture, 'state.json');
@@ -436,7 +433,7 @@ test('eval and embed release every tensor they make, deterministically', async (
   const settle = async () => { for (let i = 0; i < 3; i++) { gc(); await new Promise((r) => setImmediate(r)); } };
   await settle();
   const live = liveTensors(), collected = gcReleasedTensors();
-  await evaluateCheckpoint({ checkpoint: ijepaRun, data: DATA, protocols: ['knn', 'linear', 'finetune'], pooling: 'last4', linear: { steps: 20 }, finetune: { epochs: 1, batchSize: 32 } });
+  await evaluateCheckpoint({ checkpoint: ijepaRun, data: DATA, protocols: ['knn', 'linear', 'finetune'], pooling: 'last4', finetune: { epochs: 1, batchSize: 32 } });
   await embedDataset({ checkpoint: ijepaRun, data: DATA, out: join(dir, 'emb', 'leak.safetensors') });
   await settle();
   assert.equal(liveTensors(), live, 'every tensor released');
