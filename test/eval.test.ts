@@ -5,7 +5,7 @@
 import { writeQuadrantIdx } from './util/synthetic.js';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync, mkdirSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import v8 from 'node:v8';
@@ -425,6 +425,64 @@ test('embed: N x D embeddings in dataset order with indices, labels and (folders
   assert.deepEqual(JSON.parse(fl.metadata.paths!), [...fds.paths!]);
   enc.dispose();
   for (const t of [fr.features, flipped, ...Object.values(tensors), ...Object.values(fl.tensors)]) t.dispose();
+});
+
+test('embed: a corrupt JPEG gets no row (rows, indices and paths agree) and is listed as skipped', async () => {
+  const root = join(dir, 'corrupt-folder');
+  await makeFolder(root, 20, 16, 2, ['class0/trunc.jpg'], 'jpg');
+  const ds = await openDataset(`folder:${root}`);
+  assert.equal(ds.length, 21);
+  const badIdx = ds.paths!.indexOf(join(root, 'class0', 'trunc.jpg'));
+  assert.ok(badIdx > 0 && badIdx < 20, `corrupt file at ${badIdx}: not the last row, so a replacement would show`);
+  const good = Int32Array.from({ length: 21 }, (_, i) => i).filter((i) => i !== badIdx);
+  const enc = loadEncoderFromCheckpoint(ijepaRun).encoder;
+  const alone = await extractFeatures(enc, new SubsetDataset(ds, good), { batchSize: 5 });
+  for (const workers of [0, 1]) {
+    const out = join(dir, 'emb', `corrupt-${workers}.safetensors`);
+    const msgs: string[] = [];
+    const r = await embedDataset({ checkpoint: ijepaRun, data: `folder:${root}`, out, batchSize: 8, workers, onMessage: (m) => msgs.push(m) });
+    assert.equal(r.n, 20);
+    assert.deepEqual(r.skipped.map((x) => x.path), [ds.paths![badIdx]]);
+    const { tensors, metadata } = loadTensors(out);
+    const indices = tensors.indices!.toArray();
+    assert.deepEqual(indices, Array.from(good));
+    assert.deepEqual(JSON.parse(metadata.paths!), indices.map((i) => ds.paths![i]));
+    assert.equal(new Set(JSON.parse(metadata.paths!)).size, 20, 'no path twice');
+    assert.deepEqual(tensors.labels!.toArray(), indices.map((i) => ds.labelOf(i)));
+    const skipped = JSON.parse(metadata.skipped!) as { path: string; reason: string }[];
+    assert.deepEqual(skipped.map((x) => x.path), [join(root, 'class0', 'trunc.jpg')]);
+    assert.match(skipped[0]!.reason, /corrupt|truncated|premature|JPEG/i);
+    assert.ok(msgs.some((m) => m.includes('trunc.jpg') && /no row/.test(m)), msgs.join('\n'));
+    // each row is the embedding of the file its index names
+    assert.ok(maxAbsDiff(tensors.embeddings!, alone.features) < 1e-5);
+    Object.values(tensors).forEach((t) => t.dispose());
+  }
+  // the same for eval's features: the corrupt sample is left out, not replaced, and reported
+  const m = await evaluateCheckpoint({ checkpoint: ijepaRun, data: `folder:${root}`, valData: `folder:${root}`, protocols: [] });
+  assert.deepEqual([m.n_train, m.n_test], [20, 20]);
+  assert.deepEqual(m.skipped!.map((x) => x.path), [ds.paths![badIdx], ds.paths![badIdx]]);
+  enc.dispose();
+  alone.features.dispose();
+});
+
+test('embed --out: refuses to replace a file that is not an earlier embeddings file unless forced', async () => {
+  const txt = join(dir, 'emb', 'notes.txt');
+  writeFileSync(txt, 'keep me');
+  await assert.rejects(embedDataset({ checkpoint: ijepaRun, data: DATA, out: txt }), /^Error: --out .*notes\.txt exists and is not an embeddings file; refusing to overwrite it \(use --force\)$/);
+  assert.equal(readFileSync(txt, 'utf8'), 'keep me');
+  // a checkpoint's safetensors is not an embeddings file either
+  const ck = join(dir, 'emb', 'te.safetensors');
+  copyFileSync(join(resolveCheckpointDir(ijepaRun), 'target_encoder.safetensors'), ck);
+  await assert.rejects(embedDataset({ checkpoint: ijepaRun, data: DATA, out: ck }), /exists and is not an embeddings file/);
+  await assert.rejects(embedDataset({ checkpoint: ijepaRun, data: DATA, out: join(dir, 'emb') }), /is a directory/);
+  // an earlier embeddings file is replaced; --force replaces anything
+  const emb = join(dir, 'emb', 'again.safetensors');
+  await embedDataset({ checkpoint: ijepaRun, data: DATA, out: emb });
+  await embedDataset({ checkpoint: ijepaRun, data: DATA, out: emb });
+  await embedDataset({ checkpoint: ijepaRun, data: DATA, out: txt, force: true });
+  const { tensors } = loadTensors(txt);
+  assert.deepEqual(tensors.embeddings!.shape, [N, 32]);
+  Object.values(tensors).forEach((t) => t.dispose());
 });
 
 test('eval and embed release every tensor they make, deterministically', async () => {

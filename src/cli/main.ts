@@ -10,6 +10,7 @@ import { resolveConfig } from '../config.js';
 import { pretrain, type StepLog, type MonitorLog } from '../method/trainer.js';
 import { DATA_SPEC_HELP } from '../data/index.js';
 import { registerEvalCommands } from './eval_commands.js';
+import { fmtTime } from './progress.js';
 
 const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
 
@@ -83,12 +84,6 @@ function progressReporter() {
     },
     stop() { bar?.stop(); },
   };
-}
-
-function fmtTime(s: number): string {
-  if (!Number.isFinite(s)) return '?';
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
 }
 
 export function buildCli(): Command {

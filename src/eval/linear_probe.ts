@@ -114,8 +114,8 @@ export function trainLinear(x: Tensor, y: Int32Array, numClasses: number, o: Tra
       maxIter: o.maxIter, tolGrad: o.tolGrad, tolChange: o.tolChange, history: o.history,
       ...(o.onIter ? { onIter: (i: number, f: number) => o.onIter!(i, f) } : {}),
     });
-    const weight = tensor(r.x.subarray(0, C * D), [C, D]).to(dtype, device);
-    const bias = tensor(r.x.subarray(C * D), [C]).to(dtype, device);
+    const weight = tidy(() => tensor(r.x.subarray(0, C * D), [C, D]).to(dtype, device));
+    const bias = tidy(() => tensor(r.x.subarray(C * D), [C]).to(dtype, device));
     return { weight, bias, iterations: r.iterations, evaluations: r.evaluations, loss: r.f, gradMax: r.gradMax, reason: r.reason };
   } finally {
     if (X !== x) X.dispose();
