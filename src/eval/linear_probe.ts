@@ -12,6 +12,8 @@
 // Fitting: objective = mean cross-entropy + l2 / 2 * ||W||^2 (the bias is not penalised), convex;
 // L-BFGS (lbfgs.ts) from zero (the sweep warm-starts each strength from its nearest neighbour's
 // solution), in float64 by default, gradient computed in closed form: dL/dlogits = (softmax - onehot) / N.
+// The fit runs in preconditioned coordinates (see trainLinear): features of low-rank encoders are so
+// correlated that plain L-BFGS (ours or PyTorch's) stalls far from the optimum within 1,000 iterations.
 import { Tensor, tensor, tidy, noGrad, cat, F } from '../tensor/index.js';
 import { permutation } from '../data/rng.js';
 import { lbfgs, type LbfgsOptions, type StopReason } from './lbfgs.js';
@@ -43,6 +45,8 @@ export interface TrainLinearOptions extends Pick<LbfgsOptions, 'maxIter' | 'tolG
   dtype?: 'float64' | 'float32';
   /** Starting point (a warm start); default zeros. */
   init?: LinearModel;
+  /** Precondition by the features' second moment (a change of variables; same optimum). Default true. */
+  precondition?: boolean;
   /** Called after every L-BFGS iteration. */
   onIter?: (iter: number, loss: number) => void;
 }
@@ -80,6 +84,52 @@ export function linearObjective(m: LinearModel, x: Tensor, y: Int32Array, l2 = 0
 }
 
 /**
+ * L^-1 for the Cholesky factor L (lower) of A + delta I, A symmetric positive semi-definite (D x D,
+ * row-major); delta grows tenfold while the factorisation meets a non-positive pivot.
+ */
+export function choleskyInverse(A: Float64Array, D: number, delta: number): Float64Array {
+  for (let tries = 0; tries < 20; tries++, delta = Math.max(delta * 10, 1e-12)) {
+    const L = new Float64Array(D * D);
+    let ok = true;
+    for (let j = 0; j < D && ok; j++) {
+      for (let i = j; i < D; i++) {
+        let s = A[i * D + j]! + (i === j ? delta : 0);
+        for (let k = 0; k < j; k++) s -= L[i * D + k]! * L[j * D + k]!;
+        if (i === j) {
+          if (!(s > 0)) { ok = false; break; }
+          L[j * D + j] = Math.sqrt(s);
+        } else L[i * D + j] = s / L[j * D + j]!;
+      }
+    }
+    if (ok) return triangularInverse(L, D);
+  }
+  throw new Error('linear probe: the feature second-moment matrix has no Cholesky factor (non-finite features?)');
+}
+
+/** V with V Linv = W, Linv lower triangular (back substitution over the columns, on tensors). */
+function solveRight(W: Tensor, Linv: Tensor): Tensor {
+  // V = W L where L = Linv^-1; L is recovered from Linv by the same triangular inversion
+  const D = Linv.size(0);
+  const inv = tidy(() => Linv.to('float64', 'cpu').contiguous().data<'float64'>());
+  const L = triangularInverse(inv, D);
+  return tidy(() => W.mm(tensor(L, [D, D]).to(W.dtype, W.device)));
+}
+
+/** Inverse of a lower-triangular D x D matrix (row-major). */
+function triangularInverse(L: Float64Array, D: number): Float64Array {
+  const M = new Float64Array(D * D);
+  for (let j = 0; j < D; j++) {
+    M[j * D + j] = 1 / L[j * D + j]!;
+    for (let i = j + 1; i < D; i++) {
+      let s = 0;
+      for (let k = j; k < i; k++) s += L[i * D + k]! * M[k * D + j]!;
+      M[i * D + j] = -s / L[i * D + i]!;
+    }
+  }
+  return M;
+}
+
+/**
  * Fits a softmax classifier on (x (N, D), y) with numClasses classes by full-batch L-BFGS to
  * convergence. The caller owns the model (weight and bias in the fit's dtype).
  */
@@ -94,19 +144,37 @@ export function trainLinear(x: Tensor, y: Int32Array, numClasses: number, o: Tra
   const device = x.device;
   const X = noGrad(() => x.to(dtype));
   const onehot = noGrad(() => tidy(() => labelsTensor(y, device).oneHot(C).to(dtype)));
+  // Preconditioning by a change of variables W = V L^-1, with L L^T = X^T X / N + delta I (Cholesky):
+  // logits = Z V^T + b with Z = X L^-T (about whitened), the penalty is l2/2 ||V L^-1||^2. The objective
+  // is the same function, only the coordinates change, so the optimum and the loss are unchanged; but
+  // correlated features (low-rank encoders) no longer make it ill-conditioned. delta = C l2 balances
+  // the two curvatures (the softmax Hessian is ~ 1/C of the second moment).
+  const Linv = o.precondition === false ? null : noGrad(() => tidy(() => {
+    const M = X.t().mm(X).div(N).to('float64', 'cpu').contiguous().data<'float64'>();
+    let trace = 0;
+    for (let i = 0; i < D; i++) trace += M[i * D + i]!;
+    return tensor(choleskyInverse(M, D, C * l2 + 1e-10 * (trace / D || 1)), [D, D]).to(dtype, device);
+  }));
+  const Z = Linv ? noGrad(() => X.mm(Linv.t())) : X;
   const theta = new Float64Array(C * (D + 1));
   if (o.init) {
-    theta.set(tidy(() => o.init!.weight.to('float64', 'cpu').contiguous().data<'float64'>()), 0);
+    // V0 = W0 L (L = the inverse of Linv)
+    const w0 = tidy(() => o.init!.weight.to(dtype, device));
+    theta.set(tidy(() => (Linv ? solveRight(w0, Linv) : w0).to('float64', 'cpu').contiguous().data<'float64'>()), 0);
+    w0.dispose();
     theta.set(tidy(() => o.init!.bias.to('float64', 'cpu').contiguous().data<'float64'>()), C * D);
   }
-  // theta = [W (C x D, row-major), b (C)], the order of torch's flat [W, b]
+  const weightOf = (V: Tensor) => (Linv ? V.mm(Linv) : V);
+  // theta = [V (C x D, row-major), b (C)]; without preconditioning V = W, the order of torch's flat [W, b]
   const objective = (th: Float64Array) => noGrad(() => tidy(() => {
     const p = tensor(th, [C * (D + 1)]).to(dtype, device);
-    const W = p.narrow(0, 0, C * D).view([C, D]), b = p.narrow(0, C * D, C);
-    const logp = F.logSoftmax(X.mm(W.t()).add(b), 1);
+    const V = p.narrow(0, 0, C * D).view([C, D]), b = p.narrow(0, C * D, C);
+    const W = weightOf(V);
+    const logp = F.logSoftmax(Z.mm(V.t()).add(b), 1);
     const f = logp.mul(onehot).sum().div(-N).add(W.square().sum().mul(l2 / 2)).item();
     const G = logp.exp().sub(onehot).div(N);
-    const grad = cat([G.t().mm(X).add(W.mul(l2)).flatten(), G.sum(0)]);
+    const penalty = Linv ? W.mul(l2).mm(Linv.t()) : W.mul(l2);
+    const grad = cat([G.t().mm(Z).add(penalty).flatten(), G.sum(0)]);
     return { f, grad: grad.to('float64', 'cpu').contiguous().data<'float64'>() };
   }));
   try {
@@ -114,10 +182,12 @@ export function trainLinear(x: Tensor, y: Int32Array, numClasses: number, o: Tra
       maxIter: o.maxIter, tolGrad: o.tolGrad, tolChange: o.tolChange, history: o.history,
       ...(o.onIter ? { onIter: (i: number, f: number) => o.onIter!(i, f) } : {}),
     });
-    const weight = tidy(() => tensor(r.x.subarray(0, C * D), [C, D]).to(dtype, device));
+    const weight = tidy(() => weightOf(tensor(r.x.subarray(0, C * D), [C, D]).to(dtype, device)));
     const bias = tidy(() => tensor(r.x.subarray(C * D), [C]).to(dtype, device));
     return { weight, bias, iterations: r.iterations, evaluations: r.evaluations, loss: r.f, gradMax: r.gradMax, reason: r.reason };
   } finally {
+    if (Z !== X) Z.dispose();
+    Linv?.dispose();
     if (X !== x) X.dispose();
     onehot.dispose();
   }
@@ -207,6 +277,9 @@ function disposeModel(m: LinearModel): void {
   m.bias.dispose();
 }
 
+/** 1e-5 / 10 is 1.0000000000000002e-6 in floating point: 1e-6 reads better in reports. */
+const tidyNumber = (v: number) => Number(v.toPrecision(12));
+
 /** The winner of a sweep: best validation accuracy, ties to the stronger penalty. */
 function bestOf(sweep: SweepEntry[]): SweepEntry {
   let best = sweep[0]!;
@@ -235,7 +308,7 @@ export function linearProbe(trainX: Tensor, trainY: Int32Array, testX: Tensor, t
   const maxExtend = o.maxExtend ?? 4;
   if (!Number.isInteger(maxExtend) || maxExtend < 0) throw new Error(`linear probe: maxExtend must be an integer >= 0, got ${maxExtend}`);
   const seed = o.seed ?? 0;
-  const fitOpts: TrainLinearOptions = { maxIter: o.maxIter, tolGrad: o.tolGrad, tolChange: o.tolChange, history: o.history, dtype: o.dtype };
+  const fitOpts: TrainLinearOptions = { maxIter: o.maxIter, tolGrad: o.tolGrad, tolChange: o.tolChange, history: o.history, dtype: o.dtype, precondition: o.precondition };
   const timed = <T>(f: () => T): [T, number] => { const t0 = performance.now(); const r = f(); return [r, (performance.now() - t0) / 1000]; };
 
   // 1-2: choose the L2 strength on a seeded split of the train features
@@ -272,8 +345,8 @@ export function linearProbe(trainX: Tensor, trainY: Int32Array, testX: Tensor, t
       let below = 0, above = 0;
       for (;;) {
         const best = bestOf(sweep), lo = sweep[0]!, hi = sweep[sweep.length - 1]!;
-        if (best === lo && lo.l2 > 0 && below < maxExtend) { below++; fit(lo.l2 / 10, models.get(lo.l2)); }
-        else if (best === hi && above < maxExtend) { above++; fit(hi.l2 === 0 ? 1e-6 : hi.l2 * 10, models.get(hi.l2)); }
+        if (best === lo && lo.l2 > 0 && below < maxExtend) { below++; fit(tidyNumber(lo.l2 / 10), models.get(lo.l2)); }
+        else if (best === hi && above < maxExtend) { above++; fit(hi.l2 === 0 ? 1e-6 : tidyNumber(hi.l2 * 10), models.get(hi.l2)); }
         else { chosen = best.l2; atEdge = (best === lo && lo.l2 > 0) || best === hi; break; }
       }
     } finally {
