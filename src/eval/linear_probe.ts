@@ -155,7 +155,7 @@ export function trainLinear(x: Tensor, y: Int32Array, numClasses: number, o: Tra
     for (let i = 0; i < D; i++) trace += M[i * D + i]!;
     return tensor(choleskyInverse(M, D, C * l2 + 1e-10 * (trace / D || 1)), [D, D]).to(dtype, device);
   }));
-  const Z = Linv ? noGrad(() => X.mm(Linv.t())) : X;
+  const Z = Linv ? noGrad(() => tidy(() => X.mm(Linv.t()))) : X;
   const theta = new Float64Array(C * (D + 1));
   if (o.init) {
     // V0 = W0 L (L = the inverse of Linv)
