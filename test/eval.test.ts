@@ -5,7 +5,7 @@
 import { writeQuadrantIdx } from './util/synthetic.js';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync, mkdirSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import v8 from 'node:v8';
@@ -178,16 +178,16 @@ test('linear probe: ~100% on linearly separable features, chance on random label
   const xs = tidy(() => all.x.index(tensor(perm, [240]).long()));
   const ys = Int32Array.from(perm, (i) => all.y[i]!);
   const trX = xs.narrow(0, 0, 160), teX = xs.narrow(0, 160, 80);
-  const r = linearProbe(trX, ys.slice(0, 160), teX, ys.slice(160), { steps: 200 });
+  const r = linearProbe(trX, ys.slice(0, 160), teX, ys.slice(160));
   assert.equal(r.top1, 1, `separable: ${r.top1}`);
   assert.equal(r.trainTop1, 1);
-  assert.equal(r.sweep.length, 5);
+  assert.ok(r.sweep.length >= 5);
   assert.equal(r.nFit + r.nVal, 160);
-  assert.ok([1e-5, 1e-4, 1e-3, 1e-2, 1e-1].includes(r.l2));
+  assert.ok(r.sweep.some((s) => s.l2 === r.l2));
 
   const rnd = randn([600, 32], { generator: g });
   const yr = Int32Array.from({ length: 600 }, (_, i) => (i * 2654435761) % 7 % 4);
-  const c = linearProbe(rnd.narrow(0, 0, 400), yr.slice(0, 400), rnd.narrow(0, 400, 200), yr.slice(400), { steps: 200 });
+  const c = linearProbe(rnd.narrow(0, 0, 400), yr.slice(0, 400), rnd.narrow(0, 400, 200), yr.slice(400));
   assert.ok(Math.abs(c.top1 - 0.25) < 0.1, `random labels: ${c.top1} (chance 0.25)`);
   for (const t of [all.x, xs, trX, teX, rnd]) t.dispose();
 });
@@ -195,13 +195,10 @@ test('linear probe: ~100% on linearly separable features, chance on random label
 test('linear probe optimiser reaches the L-BFGS optimum of the regularised objective (PyTorch, float64)', () => {
   const m = trainLinear(lp.x, lp.y, 4, { l2: lp.l2 });
   const ours = linearObjective(m, lp.x, lp.y, lp.l2), best = ref['lp.objective']!.item();
-  assert.ok(ours >= best - 1e-5 && ours - best < 1e-4 * best, `objective ${ours} vs optimum ${best}`);
-  // seeded mini-batches (N > batchSize) get close too
-  const mb = trainLinear(lp.x, lp.y, 4, { l2: lp.l2, batchSize: 64 });
-  const mbObj = linearObjective(mb, lp.x, lp.y, lp.l2);
-  assert.ok(mbObj - best < 1e-2 * best, `mini-batch objective ${mbObj} vs optimum ${best}`);
+  assert.ok(Math.abs(ours - best) < 1e-7 * best, `objective ${ours} vs optimum ${best}`);
+  assert.ok(Math.abs(m.loss - ours) < 1e-9 * best && m.iterations > 0);
   // and a short run is measurably worse (the comparison can fail)
-  const short = trainLinear(lp.x, lp.y, 4, { l2: lp.l2, steps: 5 });
+  const short = trainLinear(lp.x, lp.y, 4, { l2: lp.l2, maxIter: 2 });
   assert.ok(linearObjective(short, lp.x, lp.y, lp.l2) - best > 1e-2);
   assert.ok(accuracy(predictLinear(m, lp.x), lp.y) > 0.5);
 });
@@ -213,7 +210,7 @@ test('linear probe standardises with train statistics only', () => {
   const trX = tidy(() => base.x.narrow(0, 0, 120).mul(scale).add(3));
   const teX = tidy(() => base.x.narrow(0, 120, 30).mul(scale).add(3));
   const trY = base.y.slice(0, 120), teY = base.y.slice(120);
-  const r = linearProbe(trX, trY, teX, teY, { steps: 150, l2Grid: [1e-3] });
+  const r = linearProbe(trX, trY, teX, teY, { l2Grid: [1e-3] });
   // the reported statistics are the train features' (population std)
   const rows = trX.toArray(), D = 10, N = 120;
   for (let d = 0; d < D; d++) {
@@ -226,7 +223,7 @@ test('linear probe standardises with train statistics only', () => {
   assert.equal(r.top1, 1);
   // a shift of the test set alone must hurt: test-set statistics would have hidden it
   const shifted = tidy(() => teX.add(scale.mul(40)));
-  const s = linearProbe(trX, trY, shifted, teY, { steps: 150, l2Grid: [1e-3] });
+  const s = linearProbe(trX, trY, shifted, teY, { l2Grid: [1e-3] });
   assert.ok(s.top1 < 0.7, `shifted test set still scores ${s.top1}`);
   for (const t of [base.x, scale, trX, teX, shifted]) t.dispose();
 });
@@ -322,7 +319,7 @@ test('eval on an I-JEPA checkpoint: target encoder, k-NN + linear + fine-tune, m
   const msgs: string[] = [];
   const r = await evaluateCheckpoint({
     checkpoint: ijepaRun, data: DATA, protocols: ['knn', 'linear', 'finetune'], batchSize: 32,
-    linear: { steps: 150 }, finetune: { epochs: 1, batchSize: 16 }, onMessage: (m) => msgs.push(m),
+    finetune: { epochs: 1, batchSize: 16 }, onMessage: (m) => msgs.push(m),
   });
   assert.equal(r.network, 'target_encoder');
   assert.equal(r.architecture, 'state.json');
@@ -452,13 +449,71 @@ test('embed: N x D embeddings in dataset order with indices, labels and (folders
   for (const t of [fr.features, flipped, ...Object.values(tensors), ...Object.values(fl.tensors)]) t.dispose();
 });
 
+test('embed: a corrupt JPEG gets no row (rows, indices and paths agree) and is listed as skipped', async () => {
+  const root = join(dir, 'corrupt-folder');
+  await makeFolder(root, 20, 16, 2, ['class0/trunc.jpg'], 'jpg');
+  const ds = await openDataset(`folder:${root}`);
+  assert.equal(ds.length, 21);
+  const badIdx = ds.paths!.indexOf(join(root, 'class0', 'trunc.jpg'));
+  assert.ok(badIdx > 0 && badIdx < 20, `corrupt file at ${badIdx}: not the last row, so a replacement would show`);
+  const good = Int32Array.from({ length: 21 }, (_, i) => i).filter((i) => i !== badIdx);
+  const enc = loadEncoderFromCheckpoint(ijepaRun).encoder;
+  const alone = await extractFeatures(enc, new SubsetDataset(ds, good), { batchSize: 5 });
+  for (const workers of [0, 1]) {
+    const out = join(dir, 'emb', `corrupt-${workers}.safetensors`);
+    const msgs: string[] = [];
+    const r = await embedDataset({ checkpoint: ijepaRun, data: `folder:${root}`, out, batchSize: 8, workers, onMessage: (m) => msgs.push(m) });
+    assert.equal(r.n, 20);
+    assert.deepEqual(r.skipped.map((x) => x.path), [ds.paths![badIdx]]);
+    const { tensors, metadata } = loadTensors(out);
+    const indices = tensors.indices!.toArray();
+    assert.deepEqual(indices, Array.from(good));
+    assert.deepEqual(JSON.parse(metadata.paths!), indices.map((i) => ds.paths![i]));
+    assert.equal(new Set(JSON.parse(metadata.paths!)).size, 20, 'no path twice');
+    assert.deepEqual(tensors.labels!.toArray(), indices.map((i) => ds.labelOf(i)));
+    const skipped = JSON.parse(metadata.skipped!) as { path: string; reason: string }[];
+    assert.deepEqual(skipped.map((x) => x.path), [join(root, 'class0', 'trunc.jpg')]);
+    assert.ok(skipped[0]!.reason.length > 0); // libvips' wording varies (from worker threads: 'Unknown error')
+    assert.ok(msgs.some((m) => m.includes('trunc.jpg') && /no row/.test(m)), msgs.join('\n'));
+    // each row is the embedding of the file its index names
+    assert.ok(maxAbsDiff(tensors.embeddings!, alone.features) < 1e-5);
+    Object.values(tensors).forEach((t) => t.dispose());
+  }
+  // the same for eval's features: the corrupt sample is left out, not replaced, and reported
+  const m = await evaluateCheckpoint({ checkpoint: ijepaRun, data: `folder:${root}`, valData: `folder:${root}`, protocols: [] });
+  assert.deepEqual([m.n_train, m.n_test], [20, 20]);
+  assert.deepEqual(m.skipped!.map((x) => x.path), [ds.paths![badIdx], ds.paths![badIdx]]);
+  enc.dispose();
+  alone.features.dispose();
+});
+
+test('embed --out: refuses to replace a file that is not an earlier embeddings file unless forced', async () => {
+  const txt = join(dir, 'emb', 'notes.txt');
+  writeFileSync(txt, 'keep me');
+  await assert.rejects(embedDataset({ checkpoint: ijepaRun, data: DATA, out: txt }), /^Error: --out .*notes\.txt exists and is not an embeddings file; refusing to overwrite it \(use --force\)$/);
+  assert.equal(readFileSync(txt, 'utf8'), 'keep me');
+  // a checkpoint's safetensors is not an embeddings file either
+  const ck = join(dir, 'emb', 'te.safetensors');
+  copyFileSync(join(resolveCheckpointDir(ijepaRun), 'target_encoder.safetensors'), ck);
+  await assert.rejects(embedDataset({ checkpoint: ijepaRun, data: DATA, out: ck }), /exists and is not an embeddings file/);
+  await assert.rejects(embedDataset({ checkpoint: ijepaRun, data: DATA, out: join(dir, 'emb') }), /is a directory/);
+  // an earlier embeddings file is replaced; --force replaces anything
+  const emb = join(dir, 'emb', 'again.safetensors');
+  await embedDataset({ checkpoint: ijepaRun, data: DATA, out: emb });
+  await embedDataset({ checkpoint: ijepaRun, data: DATA, out: emb });
+  await embedDataset({ checkpoint: ijepaRun, data: DATA, out: txt, force: true });
+  const { tensors } = loadTensors(txt);
+  assert.deepEqual(tensors.embeddings!.shape, [N, 32]);
+  Object.values(tensors).forEach((t) => t.dispose());
+});
+
 test('eval and embed release every tensor they make, deterministically', async () => {
   v8.setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
   const settle = async () => { for (let i = 0; i < 3; i++) { gc(); await new Promise((r) => setImmediate(r)); } };
   await settle();
   const live = liveTensors(), collected = gcReleasedTensors();
-  await evaluateCheckpoint({ checkpoint: ijepaRun, data: DATA, protocols: ['knn', 'linear', 'finetune'], pooling: 'last4', linear: { steps: 20 }, finetune: { epochs: 1, batchSize: 32 } });
+  await evaluateCheckpoint({ checkpoint: ijepaRun, data: DATA, protocols: ['knn', 'linear', 'finetune'], pooling: 'last4', finetune: { epochs: 1, batchSize: 32 } });
   await embedDataset({ checkpoint: ijepaRun, data: DATA, out: join(dir, 'emb', 'leak.safetensors') });
   await settle();
   assert.equal(liveTensors(), live, 'every tensor released');

@@ -3,7 +3,7 @@
 import { writeQuadrantIdx } from './util/synthetic.js';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -40,19 +40,32 @@ before(async () => {
 
 test('cjepa eval --json prints one JSON object with the accuracies, RankMe and sizes', () => {
   const r = cli('eval', '--checkpoint', RUN, '--data', DATA, '--protocol', 'knn,linear,finetune', '--json', '--batch', '16',
-    '--probe-steps', '100', '--ft-epochs', '1', '--ft-batch', '16', '--val-split', '0.25');
+    '--probe-max-iter', '300', '--ft-epochs', '1', '--ft-batch', '16', '--val-split', '0.25');
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   assert.equal(lines.length, 1, `stdout holds exactly one line:\n${r.stdout}`);
   const j = JSON.parse(lines[0]!);
   assert.deepEqual(Object.keys(j.knn_top1).sort(), ['20', '200']);
-  for (const k of ['linear_top1', 'finetune_top1', 'rankme', 'embedding_dim', 'n_train', 'n_test']) assert.equal(typeof j[k], 'number', k);
+  for (const k of ['linear_top1', 'finetune_top1', 'rankme', 'rankme_centred', 'embedding_dim', 'n_train', 'n_test']) assert.equal(typeof j[k], 'number', k);
+  assert.ok(['healthy', 'low-rank', 'collapsed'].includes(j.verdict), 'verdict');
   assert.equal(j.n_test, 16);
   assert.equal(j.n_train, 48);
   assert.equal(j.embedding_dim, 32);
   assert.equal(j.network, 'target_encoder');
   for (const v of [...Object.values(j.knn_top1) as number[], j.linear_top1, j.finetune_top1]) assert.ok(v >= 0 && v <= 1);
   assert.match(r.stderr, /k-NN: k=20/); // messages go to stderr
+  // the converged probe: its fit and the sweep are reported
+  assert.equal(typeof j.linear_train_top1, 'number');
+  assert.ok(Number.isInteger(j.linear_iterations) && j.linear_iterations > 0 && j.linear_iterations <= 300, `iterations ${j.linear_iterations}`);
+  assert.ok(j.linear_final_loss > 0 && Number.isFinite(j.linear_final_loss));
+  assert.equal(typeof j.linear_l2_at_edge, 'boolean');
+  assert.ok(j.linear_sweep.length >= 5 && j.linear_sweep.some((s: { l2: number }) => s.l2 === j.linear_l2));
+  // progress on stderr (not a terminal: one line at the end of each stage)
+  assert.match(r.stderr, /train features: 48\/48 img/);
+  assert.match(r.stderr, /test features: 16\/16 img/);
+  assert.match(r.stderr, /linear probe sweep fit 1: l2 0\.1, \d+ L-BFGS iterations/);
+  assert.match(r.stderr, /linear probe final fit \(all train features\): l2 /);
+  assert.match(r.stderr, /fine-tuning: 3\/3 step/);
 });
 
 test('cjepa eval without --json prints a table; --pooling last4 and --k change the features and neighbours', () => {
@@ -75,6 +88,18 @@ test('cjepa embed writes N x D embeddings with indices; --json reports the file'
   assert.deepEqual(tensors.embeddings!.shape, [N, 32]);
   assert.deepEqual(tensors.indices!.toArray(), Array.from({ length: N }, (_, i) => i));
   assert.equal(metadata.network, 'target_encoder');
+  assert.deepEqual(JSON.parse(metadata.skipped!), []);
+  assert.match(r.stderr, /embedding: 64\/64 img/);
+  // an existing file that is not an embeddings file: one line, exit 1, untouched; --force replaces it
+  const notes = join(dir, 'notes.txt');
+  writeFileSync(notes, 'keep me');
+  const refused = cli('embed', '--checkpoint', RUN, '--data', DATA, '--out', notes);
+  assert.equal(refused.status, 1);
+  assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr);
+  assert.match(refused.stderr, /^cjepa: --out .*notes\.txt exists and is not an embeddings file; refusing to overwrite it \(use --force\)$/m);
+  assert.equal(readFileSync(notes, 'utf8'), 'keep me');
+  assert.equal(cli('embed', '--checkpoint', RUN, '--data', DATA, '--out', notes, '--force').status, 0);
+  assert.equal(cli('embed', '--checkpoint', RUN, '--data', DATA, '--out', notes).status, 0, 'now an embeddings file: replaced');
 });
 
 test('CLI errors: missing checkpoint, unlabelled data, unknown protocol, missing --data (exit 1, nothing on stdout)', () => {

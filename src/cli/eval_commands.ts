@@ -10,6 +10,7 @@ import { setNumThreads, setDefaultDevice } from '../tensor/index.js';
 import { evaluateCheckpoint, embedDataset, PROTOCOLS, type Protocol, type EvalReport } from '../eval/index.js';
 import type { Pooling } from '../eval/features.js';
 import type { EncoderChoice } from '../eval/load_encoder.js';
+import { StageProgress } from './progress.js';
 
 const int = (name: string, min = 1) => intArg(name, min);
 const float = floatArg;
@@ -37,9 +38,9 @@ interface CommonFlags {
 }
 interface EvalFlags extends CommonFlags {
   valData?: string; valSplit?: number; protocol: Protocol[]; seed: number; k: number[]; temperature: number;
-  l2?: number[]; probeSteps?: number; ftEpochs?: number; ftLr?: number; ftBatch?: number; ftLayerDecay?: number; ftFlip: boolean;
+  l2?: number[]; probeMaxIter?: number; l2Extend?: number; ftEpochs?: number; ftLr?: number; ftBatch?: number; ftLayerDecay?: number; ftFlip: boolean;
 }
-interface EmbedFlags extends CommonFlags { out: string }
+interface EmbedFlags extends CommonFlags { out: string; force?: boolean }
 
 function common(c: Command): Command {
   return c
@@ -76,7 +77,10 @@ export function formatReport(r: EvalReport): string {
     ['train / test', `${r.n_train} / ${r.n_test} (${r.num_classes} classes)`],
   ];
   if (r.knn_top1) for (const [k, v] of Object.entries(r.knn_top1)) rows.push([`k-NN top-1 (k=${k})`, pct(v)]);
-  if (r.linear_top1 !== undefined) rows.push(['linear top-1', `${pct(r.linear_top1)} (l2 ${r.linear_l2})`]);
+  if (r.linear_top1 !== undefined) {
+    rows.push(['linear top-1', `${pct(r.linear_top1)} (train ${pct(r.linear_train_top1)}; l2 ${r.linear_l2}${r.linear_l2_at_edge ? ', at the edge of the sweep' : ''})`]);
+    rows.push(['linear probe fit', `${r.linear_iterations} L-BFGS iterations, final loss ${r.linear_final_loss?.toFixed(5)}`]);
+  }
   if (r.finetune_top1 !== undefined) rows.push(['fine-tune top-1', pct(r.finetune_top1)]);
   rows.push(['RankMe', `${r.rankme.toFixed(2)} / ${Math.min(r.embedding_dim, r.monitor_samples)}`]);
   rows.push(['normalised std', `${r.normalised_std.toFixed(4)} (healthy ~${(1 / Math.sqrt(r.embedding_dim)).toFixed(4)})`]);
@@ -95,8 +99,9 @@ export function registerEvalCommands(program: Command): Command {
     .option('--seed <n>', 'seed of the splits', int('--seed', 0), 0)
     .option('--k <list>', 'k-NN neighbour counts', intList('--k'), [20, 200])
     .option('--temperature <t>', 'k-NN vote temperature', float('--temperature'), 0.07)
-    .option('--l2 <list>', 'linear probe: L2 strengths to sweep', floatList('--l2'))
-    .option('--probe-steps <n>', 'linear probe: optimiser steps per fit', int('--probe-steps'))
+    .option('--l2 <list>', 'linear probe: L2 strengths to start the sweep from (default 1e-5,...,1e-1; one value: no sweep)', floatList('--l2'))
+    .option('--l2-extend <n>', 'linear probe: extend the sweep by x10 past a winning edge at most n times per side (default 4)', int('--l2-extend', 0))
+    .option('--probe-max-iter <n>', 'linear probe: L-BFGS iteration cap per fit (default 1000)', int('--probe-max-iter'))
     .option('--ft-epochs <n>', 'fine-tuning epochs (default 5)', int('--ft-epochs'))
     .option('--ft-lr <x>', 'fine-tuning peak lr (default 5e-4 * batch / 256)', float('--ft-lr'))
     .option('--ft-batch <n>', 'fine-tuning batch size (default 64)', int('--ft-batch'))
@@ -104,34 +109,43 @@ export function registerEvalCommands(program: Command): Command {
     .option('--no-ft-flip', 'fine-tuning: no random horizontal flips')
     .action(async (f: EvalFlags) => {
       setup(f);
-      const say = (m: string) => console.error(m);
+      const progress = new StageProgress();
+      const say = (m: string) => progress.message(m);
       const report = await evaluateCheckpoint({
         checkpoint: f.checkpoint, data: f.data, valData: f.valData, valSplit: f.valSplit, seed: f.seed, protocols: f.protocol,
         batchSize: f.batch, pooling: f.pooling, workers: f.workers, which: which(f.encoder), config: f.config, heads: f.heads, model: f.model,
         knn: { ks: f.k, temperature: f.temperature },
-        linear: { ...(f.l2 ? { l2Grid: f.l2 } : {}), ...(f.probeSteps ? { steps: f.probeSteps } : {}) },
+        linear: {
+          ...(f.l2 ? { l2Grid: f.l2 } : {}), ...(f.probeMaxIter ? { maxIter: f.probeMaxIter } : {}),
+          ...(f.l2Extend !== undefined ? { maxExtend: f.l2Extend } : {}),
+        },
         finetune: {
           flip: f.ftFlip,
           ...(f.ftEpochs !== undefined ? { epochs: f.ftEpochs } : {}), ...(f.ftLr !== undefined ? { lr: f.ftLr } : {}),
           ...(f.ftBatch !== undefined ? { batchSize: f.ftBatch } : {}), ...(f.ftLayerDecay !== undefined ? { layerDecay: f.ftLayerDecay } : {}),
         },
-        onMessage: say,
-      });
+        onMessage: say, onProgress: (p) => progress.update(p),
+      }).finally(() => progress.stop());
       if (f.json) process.stdout.write(JSON.stringify(report) + '\n');
       else process.stdout.write(formatReport(report) + '\n');
     });
 
   common(program.command('embed'))
     .description('write the embeddings of every sample of a dataset to a .safetensors file (embeddings, indices, labels, paths)')
-    .requiredOption('--out <file.safetensors>', 'output file (written atomically)')
+    .requiredOption('--out <file.safetensors>', 'output file (written atomically; an existing file other than earlier embeddings needs --force)')
+    .option('--force', 'replace --out whatever it holds')
     .action(async (f: EmbedFlags) => {
       setup(f);
+      const progress = new StageProgress();
       const r = await embedDataset({
-        checkpoint: f.checkpoint, data: f.data, out: f.out, batchSize: f.batch, pooling: f.pooling, workers: f.workers,
-        which: which(f.encoder), config: f.config, heads: f.heads, model: f.model, onMessage: (m) => console.error(m),
-      });
+        checkpoint: f.checkpoint, data: f.data, out: f.out, batchSize: f.batch, pooling: f.pooling, workers: f.workers, force: f.force,
+        which: which(f.encoder), config: f.config, heads: f.heads, model: f.model, onMessage: (m) => progress.message(m), onProgress: (p) => progress.update(p),
+      }).finally(() => progress.stop());
       if (f.json) process.stdout.write(JSON.stringify(r) + '\n');
-      else console.error(`wrote ${r.n} x ${r.dim} embeddings (${r.network}) to ${r.out}${r.paths ? ' with file paths' : ''}`);
+      else {
+        console.error(`wrote ${r.n} x ${r.dim} embeddings (${r.network}) to ${r.out}${r.paths ? ' with file paths' : ''}` +
+          (r.skipped.length ? `; ${r.skipped.length} corrupt file(s) left out: ${r.skipped.map((s) => s.path).join(', ')}` : ''));
+      }
     });
   return program;
 }

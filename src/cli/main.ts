@@ -14,6 +14,7 @@ import { DATA_SPEC_HELP } from '../data/index.js';
 import { healthyStd } from '../method/monitors.js';
 import { registerEvalCommands } from './eval_commands.js';
 import { registerConvertCommand } from './convert.js';
+import { fmtTime } from './progress.js';
 
 const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
 
@@ -94,12 +95,6 @@ function progressReporter() {
     },
     stop() { bar?.stop(); },
   };
-}
-
-function fmtTime(s: number): string {
-  if (!Number.isFinite(s)) return '?';
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
 }
 
 export function buildCli(): Command {

@@ -16,6 +16,8 @@ export interface BuilderConfig {
   maxRetries: number;
   /** Decodes in flight per batch. */
   decodeConcurrency: number;
+  /** Leave corrupt samples out of their batch (which gets shorter) instead of replacing them. */
+  dropCorrupt?: boolean;
 }
 
 export interface BatchRequest {
@@ -35,7 +37,7 @@ export interface BatchResult {
   id: number;
   views: Float32Array[];
   labels: Int32Array;
-  /** The indices actually used (a corrupt sample's replacement). */
+  /** The indices actually used (a corrupt sample's replacement; with dropCorrupt, the good ones only). */
   indices: Int32Array;
   /** Corrupt samples met while building this batch (every time, not only the first). */
   bad: BadSample[];
@@ -108,18 +110,22 @@ export class BatchBuilder {
       want.forEach((i, k) => byIndex.set(i, got[k]!));
       pre = Array.from(req.indices, (i) => byIndex.get(i) ?? null);
     }
+    const drop = this.cfg.dropCorrupt ?? false;
+    const kept = new Uint8Array(B);
     let next = 0;
     const runner = async (): Promise<void> => {
       while (next < B) {
         const k = next++;
         const original = req.indices[k]!;
-        let loaded: { index: number; sample: Sample };
+        let loaded: { index: number; sample: Sample } | null;
         const p = pre?.[k];
         if (p && !(p instanceof SampleError)) loaded = { index: original, sample: p };
         else if (p instanceof SampleError) {
           this.markBad(original, p, bad);
-          loaded = await this.load(original, req.epoch, bad, true);
-        } else loaded = await this.load(original, req.epoch, bad);
+          loaded = drop ? null : await this.load(original, req.epoch, bad, true);
+        } else loaded = drop ? await this.loadOrNull(original, bad) : await this.load(original, req.epoch, bad);
+        if (!loaded) continue;
+        kept[k] = 1;
         const { index, sample } = loaded;
         used[k] = index;
         labels[k] = sample.label;
@@ -133,6 +139,30 @@ export class BatchBuilder {
     await Promise.all(Array.from({ length: Math.max(1, Math.min(this.cfg.decodeConcurrency, B)) }, runner));
     // Report bad samples in index order so the main thread's "first seen" order is deterministic.
     bad.sort((a, b) => a.index - b.index);
-    return { id: req.id, views: out, labels, indices: used, bad };
+    const n = kept.reduce((a, b) => a + b, 0);
+    if (n === B) return { id: req.id, views: out, labels, indices: used, bad };
+    // dropCorrupt: close the gaps, keeping the batch order
+    const rows = Int32Array.from(kept.keys()).filter((k) => kept[k]);
+    const views2 = out.map((o) => {
+      const c = new Float32Array(n * this.sampleSize);
+      rows.forEach((k, j) => c.set(o.subarray(k * this.sampleSize, (k + 1) * this.sampleSize), j * this.sampleSize));
+      return c;
+    });
+    return { id: req.id, views: views2, labels: rows.map((k) => labels[k]!), indices: rows.map((k) => used[k]!), bad };
+  }
+
+  /** Sample `index`, or null (reported in `bad`) when it is corrupt. */
+  private async loadOrNull(index: number, bad: BadSample[]): Promise<{ index: number; sample: Sample } | null> {
+    const known = this.knownBad.get(index);
+    if (known) {
+      bad.push(known);
+      return null;
+    }
+    try {
+      return { index, sample: await this.ds.get(index) };
+    } catch (e) {
+      this.markBad(index, e, bad);
+      return null;
+    }
   }
 }

@@ -3,7 +3,7 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { BatchBuilder, type BatchRequest, type BatchResult, type BuilderConfig } from './builder.js';
+import { BatchBuilder, type BadSample, type BatchRequest, type BatchResult, type BuilderConfig } from './builder.js';
 import type { Dataset, NormStats } from './dataset.js';
 import { permutation } from './rng.js';
 import { type NormName, adaptStats, resolveNorm } from './specs.js';
@@ -23,6 +23,8 @@ export interface Batch {
   waitMs: number;
   /** Cumulative count of distinct corrupt files skipped so far. */
   skipped: number;
+  /** Corrupt samples met in this batch (replaced, or with corrupt: 'drop', left out). */
+  bad: BadSample[];
 }
 
 export interface LoaderOptions {
@@ -52,6 +54,12 @@ export interface LoaderOptions {
   maxUpscale?: number;
   /** Replacement attempts for a corrupt sample (default 16). */
   maxRetries?: number;
+  /**
+   * 'replace' (default): a corrupt sample is replaced by a deterministic other sample (training).
+   * 'drop': it is left out, so its batch is shorter and every row is the sample its index names
+   * (feature extraction, embedding).
+   */
+  corrupt?: 'replace' | 'drop';
   /** Decodes in flight per batch in each thread (default 4). */
   decodeConcurrency?: number;
 }
@@ -143,6 +151,7 @@ export class DataLoader {
       seed: this.seed,
       maxRetries: opts.maxRetries ?? 16,
       decodeConcurrency: opts.decodeConcurrency ?? 4,
+      dropCorrupt: opts.corrupt === 'drop',
     };
   }
 
@@ -268,6 +277,7 @@ export class DataLoader {
           indices: r.indices,
           waitMs,
           skipped: this.reported.size,
+          bad: r.bad,
         };
       }
       complete = true;

@@ -44,17 +44,28 @@ export interface ExtractOptions {
   workers?: number;
   /** Override the eval view (default: evalTransform at the encoder's image size). */
   view?: ViewSpec;
+  /** After each batch: samples processed (kept or skipped) of the dataset's total. */
   onProgress?: (done: number, total: number) => void;
   onSkip?: (source: string, reason: string) => void;
 }
 
+export interface SkippedSample {
+  /** Dataset index. */
+  index: number;
+  /** The file (or record) that could not be decoded. */
+  source: string;
+  reason: string;
+}
+
 export interface Features {
-  /** (N, D') float32 on the CPU; the caller owns it. */
+  /** (N', D') float32 on the CPU, one row per decodable sample; the caller owns it. */
   features: Tensor;
   /** Label of each row (-1 when unlabelled). */
   labels: Int32Array;
-  /** Dataset index of each row (dataset order, unless a corrupt sample was replaced). */
+  /** Dataset index of each row, increasing (dataset order; corrupt samples are left out, never replaced). */
   indices: Int32Array;
+  /** The corrupt samples left out, by index. */
+  skipped: SkippedSample[];
 }
 
 /** The encoder's input size (square) and channels. */
@@ -65,29 +76,35 @@ export function encoderInput(encoder: VisionTransformer): { size: number; channe
 }
 
 /** A loader that feeds `dataset` to `encoder` (eval view at the encoder's size and channels). */
-export function evalLoader(encoder: VisionTransformer, dataset: Dataset, o: { batchSize?: number; workers?: number; view?: ViewSpec; shuffle?: boolean; dropLast?: boolean; seed?: number; onSkip?: ExtractOptions['onSkip'] } = {}): DataLoader {
+export function evalLoader(encoder: VisionTransformer, dataset: Dataset, o: { batchSize?: number; workers?: number; view?: ViewSpec; shuffle?: boolean; dropLast?: boolean; seed?: number; onSkip?: ExtractOptions['onSkip']; corrupt?: 'replace' | 'drop' } = {}): DataLoader {
   const { size, channels } = encoderInput(encoder);
   const view = o.view ?? evalTransform({ size });
   if (view.size !== size) throw new Error(`the view produces ${view.size} px images but the encoder expects ${size} px`);
   return new DataLoader(dataset, {
     batchSize: o.batchSize ?? 128, views: view, shuffle: o.shuffle ?? false, dropLast: o.dropLast ?? false, seed: o.seed ?? 0,
     workers: o.workers ?? 0, imageSize: size, patchSize: encoder.config.patchSize, channels,
-    ...(o.onSkip ? { onSkip: o.onSkip } : {}),
+    ...(o.onSkip ? { onSkip: o.onSkip } : {}), ...(o.corrupt ? { corrupt: o.corrupt } : {}),
   });
 }
 
-/** Extracts pooled features of every sample of `dataset`, in dataset order, without autograd. */
+/**
+ * Extracts pooled features of every sample of `dataset`, in dataset order, without autograd. A corrupt
+ * sample gets no row (it is listed in `skipped`), so row i is always the sample `indices[i]`.
+ */
 export async function extractFeatures(encoder: VisionTransformer, dataset: Dataset, o: ExtractOptions = {}): Promise<Features> {
   const pooling = o.pooling ?? 'mean';
   if (!POOLINGS.includes(pooling)) throw new Error(`unknown pooling '${String(pooling)}' (expected ${POOLINGS.join(' or ')})`);
-  const loader = evalLoader(encoder, dataset, o);
+  const loader = evalLoader(encoder, dataset, { ...o, corrupt: 'drop' });
   const N = dataset.length, D = pooledDim(encoder, pooling);
   const out = new Float32Array(N * D);
   const labels = new Int32Array(N), indices = new Int32Array(N);
+  const skipped = new Map<number, SkippedSample>();
   const device = encoder.posEmbed.device;
   let row = 0;
   try {
     for await (const b of loader.epoch(0)) {
+      for (const bad of b.bad) if (!skipped.has(bad.index)) skipped.set(bad.index, { index: bad.index, source: bad.source, reason: bad.reason });
+      if (b.shape[0] === 0) { o.onProgress?.(row + skipped.size, N); continue; }
       const feats = noGrad(() => tidy(() => {
         const images = tensor(b.views[0]!, b.shape, device === 'cpu' ? {} : { device });
         const f = poolFeatures(encoder, images, pooling).float();
@@ -98,11 +115,15 @@ export async function extractFeatures(encoder: VisionTransformer, dataset: Datas
       labels.set(b.labels, row);
       indices.set(b.indices, row);
       row += b.shape[0];
-      o.onProgress?.(row, N);
+      o.onProgress?.(row + skipped.size, N);
     }
   } finally {
     await loader.close();
   }
-  if (row !== N) throw new Error(`feature extraction produced ${row} rows for ${N} samples`);
-  return { features: tensor(out, [N, D]), labels, indices };
+  if (row + skipped.size !== N) throw new Error(`feature extraction produced ${row} rows and skipped ${skipped.size} of ${N} samples`);
+  if (row === 0) throw new Error(`${dataset.spec}: none of its ${N} samples could be decoded`);
+  return {
+    features: tensor(row === N ? out : out.subarray(0, row * D), [row, D]), labels: labels.slice(0, row), indices: indices.slice(0, row),
+    skipped: [...skipped.values()].sort((a, b) => a.index - b.index),
+  };
 }

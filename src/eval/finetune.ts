@@ -33,7 +33,8 @@ export interface FinetuneOptions {
   numClasses?: number;
   seed?: number;
   workers?: number;
-  onLog?: (l: { epoch: number; step: number; loss: number; lr: number }) => void;
+  /** After every step (1-based), of totalSteps = epochs x steps per epoch. */
+  onLog?: (l: { epoch: number; step: number; loss: number; lr: number; totalSteps: number; epochs: number }) => void;
 }
 
 export interface FinetuneResult {
@@ -115,7 +116,7 @@ export async function finetune(encoder: VisionTransformer, train: Dataset, test:
         opts.forEach((opt, i) => opt.update(rate * scales[i]!, wd));
         encoder.zeroGrad();
         head.zeroGrad();
-        o.onLog?.({ epoch: e, step: step + 1, loss, lr: rate });
+        o.onLog?.({ epoch: e, step: step + 1, loss, lr: rate, totalSteps: total, epochs });
         sum += loss; n++; step++;
       }
       epochLoss.push(sum / Math.max(1, n));
@@ -129,9 +130,10 @@ export async function finetune(encoder: VisionTransformer, train: Dataset, test:
 
   // evaluation on the test set (eval transform, no flips)
   let correct = 0, seen = 0, labelled = true;
-  const testLoader = evalLoader(encoder, test, { batchSize: Math.max(B, 64), workers: o.workers });
+  const testLoader = evalLoader(encoder, test, { batchSize: Math.max(B, 64), workers: o.workers, corrupt: 'drop' });
   try {
     for await (const b of testLoader.epoch(0)) {
+      if (b.labels.length === 0) continue; // every sample of the batch was corrupt
       const pred = noGrad(() => tidy(() => head.forward(encoder.forward(tensor(b.views[0]!, b.shape, devOpt)).mean(1)).argmax(1).to('int32').to(null, 'cpu').data<'int32'>()));
       for (const l of b.labels) if (l < 0) labelled = false;
       correct += accuracy(pred, b.labels) * b.labels.length;

@@ -1,24 +1,26 @@
 // Evaluation: frozen features, k-NN, linear probe, fine-tuning, collapse monitors, and the two
 // end-to-end entry points behind `cjepa eval` and `cjepa embed`.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, existsSync, statSync, openSync, readSync, closeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Tensor, tensor, tidy } from '../tensor/index.js';
 import { saveTensors } from '../io/tensors.js';
 import { openDataset, openDatasets, permutation, type Dataset } from '../data/index.js';
 import { loadEncoderFromCheckpoint, type EncoderChoice, type LoadedEncoder } from './load_encoder.js';
-import { extractFeatures, pooledDim, type Pooling } from './features.js';
+import { extractFeatures, pooledDim, type Pooling, type SkippedSample } from './features.js';
 import { knnClassify, type KnnOptions } from './knn.js';
 import { linearProbe, type LinearProbeOptions } from './linear_probe.js';
 import { finetune, type FinetuneOptions } from './finetune.js';
-import { rankMe, normalisedStd, covarianceSpectrum } from '../method/monitors.js';
+import { rankMe, normalisedStd, covarianceSpectrum, collapseVerdict } from '../method/monitors.js';
 
 export * from '../method/monitors.js';
-export { extractFeatures, poolFeatures, pooledDim, evalLoader, POOLINGS, type Pooling, type Features, type ExtractOptions } from './features.js';
+export { extractFeatures, poolFeatures, pooledDim, evalLoader, POOLINGS, type Pooling, type Features, type ExtractOptions, type SkippedSample } from './features.js';
 export { knnClassify, type KnnOptions, type KnnResult } from './knn.js';
 export {
-  linearProbe, trainLinear, predictLinear, linearObjective, fitStandardizer, standardize, accuracy,
-  type LinearProbeOptions, type LinearProbeResult, type LinearModel, type Standardizer, type TrainLinearOptions,
+  linearProbe, trainLinear, predictLinear, linearObjective, fitStandardizer, standardize, accuracy, DEFAULT_L2_GRID,
+  type LinearProbeOptions, type LinearProbeResult, type LinearModel, type LinearFit, type Standardizer, type TrainLinearOptions,
+  type ProbeFitEvent, type SweepEntry,
 } from './linear_probe.js';
+export { lbfgs, type LbfgsOptions, type LbfgsResult, type StopReason } from './lbfgs.js';
 export { finetune, layerId, layerScales, type FinetuneOptions, type FinetuneResult } from './finetune.js';
 export {
   loadEncoderFromCheckpoint, inferEncoderConfig, encoderConfigFromPretrain,
@@ -60,6 +62,21 @@ export interface EvaluateOptions extends EncoderSource {
   /** Rows of train features used for the monitors (seeded subset; default 16384). */
   monitorSamples?: number;
   onMessage?: (msg: string) => void;
+  /** Progress of the long stages (feature extraction, probe fits, fine-tuning), for a progress bar. */
+  onProgress?: (p: Progress) => void;
+}
+
+/**
+ * Progress of one stage: `done` of `total` units (images, L-BFGS iterations of a fit, fine-tuning
+ * steps). A new `stage` string starts a new stage; `total` is an upper bound for 'iter' (maxIter).
+ */
+export interface Progress {
+  stage: string;
+  done: number;
+  total: number;
+  unit: 'img' | 'iter' | 'step';
+  /** A short status, e.g. the loss. */
+  info?: string;
 }
 
 /** The result of `cjepa eval` (also its --json output). Accuracies are fractions in [0, 1]. */
@@ -82,16 +99,28 @@ export interface EvalReport {
   linear_top1?: number;
   linear_train_top1?: number;
   linear_l2?: number;
-  linear_sweep?: { l2: number; valTop1: number }[];
+  /** Validation accuracy (and L-BFGS iterations) of each L2 strength tried, by increasing strength. */
+  linear_sweep?: { l2: number; valTop1: number; iterations: number }[];
+  /** The chosen L2 is the smallest or largest tried after the sweep's extensions (the optimum may lie beyond). */
+  linear_l2_at_edge?: boolean;
+  /** L-BFGS iterations and objective (mean CE + l2/2 ||W||^2) of the final probe fit. */
+  linear_iterations?: number;
+  linear_final_loss?: number;
   finetune_top1?: number;
   finetune_epoch_loss?: number[];
   /** RankMe of the train features (1..min(N, D)). */
   rankme: number;
+  /** RankMe of the centred train features: tells a collapsed encoder from an untrained one (1..min(N, D)). */
+  rankme_centred: number;
+  /** 'healthy' | 'low-rank' | 'collapsed', from the centred RankMe and the normalised std (method/monitors.ts). */
+  verdict: string;
   /** Per-dimension std of the L2-normalised train features (healthy ~ 1/sqrt(D), 0 at collapse). */
   normalised_std: number;
   /** Largest eigenvalues (at most 64) of the train features' covariance, largest first. */
   eigenspectrum: number[];
   monitor_samples: number;
+  /** Corrupt samples left out of the features (train then test), when any. */
+  skipped?: { path: string; reason: string }[];
   time_s: number;
 }
 
@@ -139,12 +168,15 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
     say(`encoder: ${loaded.network} (${loaded.architecture}) ${loaded.file}, ${enc.blocks.length} blocks, dim ${enc.embedDim}, ` +
       `${loaded.imgSize} px / patch ${loaded.patchSize}, ${loaded.channels} ch; pooling ${pooling} -> ${pooledDim(enc, pooling)} dims`);
     say(`train: ${train.spec} (${train.length}); test: ${test.spec} (${test.length})`);
-    const xo = { batchSize: o.batchSize ?? 128, pooling, workers: o.workers ?? 0, onSkip: (s: string, r: string) => say(`[data] skipping ${s}: ${r}`) };
-    const tr = await extractFeatures(enc, train, xo);
+    const xo = { batchSize: o.batchSize ?? 128, pooling, workers: o.workers ?? 0, onSkip: (s: string, r: string) => say(`[data] skipping ${s}: ${r} (left out)`) };
+    const progress = (stage: string) => (done: number, total: number) => o.onProgress?.({ stage, done, total, unit: 'img' });
+    const tr = await extractFeatures(enc, train, { ...xo, onProgress: progress('train features') });
     feats.push(tr.features);
-    const te = await extractFeatures(enc, test, xo);
+    const te = await extractFeatures(enc, test, { ...xo, onProgress: progress('test features') });
     feats.push(te.features);
-    say(`features: train ${tr.features.shape.join('x')}, test ${te.features.shape.join('x')}`);
+    const skipped = [...tr.skipped, ...te.skipped];
+    say(`features: train ${tr.features.shape.join('x')}, test ${te.features.shape.join('x')}` +
+      (skipped.length ? ` (${skipped.length} corrupt samples left out)` : ''));
 
     const mon = sampleRows(tr.features, o.monitorSamples ?? 16384, seed);
     feats.push(mon);
@@ -152,9 +184,11 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
       checkpoint: loaded.file, network: loaded.network, architecture: loaded.architecture,
       step: loaded.step ?? null, method: loaded.method ?? null,
       data: train.spec, test_data: test.spec, pooling, embedding_dim: tr.features.size(1),
-      n_train: train.length, n_test: test.length, num_classes: numClasses,
-      rankme: rankMe(mon), normalised_std: normalisedStd(mon), eigenspectrum: covarianceSpectrum(mon).slice(0, 64),
-      monitor_samples: mon.size(0), time_s: 0,
+      n_train: tr.features.size(0), n_test: te.features.size(0), num_classes: numClasses,
+      rankme: rankMe(mon), rankme_centred: rankMe(mon, { centred: true }), normalised_std: normalisedStd(mon),
+      verdict: collapseVerdict({ rankme_centred: rankMe(mon, { centred: true }), std: normalisedStd(mon), dim: mon.size(1) }),
+      eigenspectrum: covarianceSpectrum(mon).slice(0, 64),
+      monitor_samples: mon.size(0), ...(skipped.length ? { skipped: skippedList(skipped) } : {}), time_s: 0,
     };
     if (protocols.includes('knn')) {
       const r = knnClassify(tr.features, tr.labels, te.features, te.labels, { numClasses, ...o.knn });
@@ -164,18 +198,38 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
       say(`k-NN: ${Object.entries(r.top1).map(([k, v]) => `k=${k} ${(100 * v).toFixed(2)}%`).join(', ')}`);
     }
     if (protocols.includes('linear')) {
-      const r = linearProbe(tr.features, tr.labels, te.features, te.labels, { numClasses, seed, ...o.linear });
+      const maxIter = o.linear?.maxIter ?? 1000;
+      const r = linearProbe(tr.features, tr.labels, te.features, te.labels, {
+        numClasses, seed, ...o.linear,
+        onIter: (e) => {
+          o.onProgress?.({ stage: `linear probe ${e.phase === 'final' ? 'final fit' : 'sweep'}, l2 ${e.l2}`, done: e.iter, total: maxIter, unit: 'iter', info: `loss ${e.loss.toFixed(5)}` });
+          o.linear?.onIter?.(e);
+        },
+        onFit: (e) => {
+          say(`linear probe ${e.phase === 'final' ? 'final fit (all train features)' : `sweep fit ${e.fit}`}: l2 ${e.l2}, ` +
+            `${e.iterations} L-BFGS iterations (${e.reason}), loss ${e.loss.toFixed(5)}, ${e.seconds.toFixed(1)} s` +
+            (e.valTop1 !== undefined ? `, held-out ${(100 * e.valTop1).toFixed(2)}%` : ''));
+          o.linear?.onFit?.(e);
+        },
+      });
       report.linear_top1 = r.top1;
       report.linear_train_top1 = r.trainTop1;
       report.linear_l2 = r.l2;
       report.linear_sweep = r.sweep;
-      say(`linear probe: ${(100 * r.top1).toFixed(2)}% (l2 ${r.l2}, chosen on ${r.nVal} held-out train samples)`);
+      report.linear_l2_at_edge = r.atEdge;
+      report.linear_iterations = r.iterations;
+      report.linear_final_loss = r.finalLoss;
+      say(`linear probe: ${(100 * r.top1).toFixed(2)}% (train ${(100 * r.trainTop1).toFixed(2)}%; l2 ${r.l2}, chosen on ${r.nVal} held-out train samples` +
+        `${r.atEdge ? ', AT THE EDGE of the extended sweep' : ''}; ${r.iterations} iterations, final loss ${r.finalLoss.toFixed(5)})`);
     }
     if (protocols.includes('finetune')) {
       say('fine-tuning the encoder (frozen-feature results above are unaffected)...');
       const r = await finetune(enc, train, test, {
         numClasses, seed, workers: o.workers ?? 0, ...o.finetune,
-        onLog: o.finetune?.onLog ?? ((l) => { if (l.step % 50 === 0) say(`  fine-tune step ${l.step} epoch ${l.epoch} loss ${l.loss.toFixed(4)}`); }),
+        onLog: (l) => {
+          o.onProgress?.({ stage: 'fine-tuning', done: l.step, total: l.totalSteps, unit: 'step', info: `epoch ${l.epoch + 1}/${l.epochs} loss ${l.loss.toFixed(4)}` });
+          o.finetune?.onLog?.(l);
+        },
       });
       report.finetune_top1 = r.top1;
       report.finetune_epoch_loss = r.epochLoss;
@@ -196,8 +250,10 @@ export interface EmbedOptions extends EncoderSource {
   batchSize?: number;
   pooling?: Pooling;
   workers?: number;
+  /** Replace an existing `out` that is not an earlier embeddings file (default false: refuse). */
+  force?: boolean;
   onMessage?: (msg: string) => void;
-  onProgress?: (done: number, total: number) => void;
+  onProgress?: (p: Progress) => void;
 }
 
 export interface EmbedResult {
@@ -207,17 +263,57 @@ export interface EmbedResult {
   network: string;
   /** Whether file paths were stored (folder datasets). */
   paths: boolean;
+  /** Corrupt samples left out (no row), also listed in the file's `skipped` metadata. */
+  skipped: { path: string; reason: string }[];
+}
+
+function skippedList(s: SkippedSample[]): { path: string; reason: string }[] {
+  return s.map((x) => ({ path: x.source, reason: x.reason }));
+}
+
+/** The `format` metadata of a safetensors file, or null when `path` is not one (read from its header only). */
+function safetensorsFormat(path: string): string | null {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const size = statSync(path).size, prefix = Buffer.alloc(8);
+    if (size < 8 || readSync(fd, prefix, 0, 8, 0) !== 8) return null;
+    const n = Number(prefix.readBigUInt64LE(0));
+    if (n < 2 || n > Math.min(size - 8, 100_000_000)) return null;
+    const header = Buffer.alloc(n);
+    readSync(fd, header, 0, n, 8);
+    const meta = (JSON.parse(header.toString('utf8')) as Record<string, unknown>)['__metadata__'] as Record<string, unknown> | undefined;
+    return typeof meta?.['format'] === 'string' ? meta['format'] : '';
+  } catch {
+    return null;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+const EMBEDDINGS_FORMAT = 'cjepa-embeddings/1';
+
+/** Refuses to replace anything at `out` but an earlier embeddings file, unless forced. */
+function checkOut(out: string, force: boolean): void {
+  if (!existsSync(out)) return;
+  if (statSync(out).isDirectory()) throw new Error(`--out ${out} is a directory`);
+  if (force || safetensorsFormat(out) === EMBEDDINGS_FORMAT) return;
+  throw new Error(`--out ${out} exists and is not an embeddings file; refusing to overwrite it (use --force)`);
 }
 
 /**
  * Embeds every sample of a dataset and writes a safetensors file with
  *  - `embeddings` (N, D) float32, row i = sample `indices[i]` (dataset order),
  *  - `indices` (N) int64, and `labels` (N) int64 (-1 when unlabelled),
- *  - `__metadata__`: `paths` (JSON array, row order; folder datasets only), `data`, `checkpoint`,
- *    `network`, `pooling`, `format` = "cjepa-embeddings/1".
+ *  - `__metadata__`: `paths` (JSON array, row order; folder datasets only), `skipped` (JSON array of
+ *    {path, reason}: corrupt samples, which get no row), `data`, `checkpoint`, `network`, `pooling`,
+ *    `format` = "cjepa-embeddings/1".
+ * An existing `out` is replaced only when it is an earlier embeddings file, or with `force`.
  */
 export async function embedDataset(o: EmbedOptions): Promise<EmbedResult> {
   const say = o.onMessage ?? (() => {});
+  const out = resolve(o.out);
+  checkOut(out, o.force ?? false);
   const loaded = loadEncoderFromCheckpoint(o.checkpoint, { which: o.which, config: o.config, heads: o.heads, model: o.model, onMessage: say });
   const enc = loaded.encoder;
   try {
@@ -225,21 +321,23 @@ export async function embedDataset(o: EmbedOptions): Promise<EmbedResult> {
     const pooling = o.pooling ?? 'mean';
     say(`embedding ${ds.spec} (${ds.length}) with ${loaded.network} ${loaded.file}, pooling ${pooling}`);
     const f = await extractFeatures(enc, ds, {
-      batchSize: o.batchSize ?? 128, pooling, workers: o.workers ?? 0, onProgress: o.onProgress,
-      onSkip: (s, r) => say(`[data] skipping ${s}: ${r} (its row holds a replacement sample; see indices)`),
+      batchSize: o.batchSize ?? 128, pooling, workers: o.workers ?? 0,
+      onProgress: (done, total) => o.onProgress?.({ stage: 'embedding', done, total, unit: 'img' }),
+      onSkip: (s, r) => say(`[data] skipping ${s}: ${r} (no row; listed in the file's skipped metadata)`),
     });
     const idx = tensor(BigInt64Array.from(f.indices, (i) => BigInt(i)), [f.indices.length]);
     const lab = tensor(BigInt64Array.from(f.labels, (i) => BigInt(i)), [f.labels.length]);
-    const out = resolve(o.out);
     try {
+      const skipped = skippedList(f.skipped);
       const meta: Record<string, string> = {
-        format: 'cjepa-embeddings/1', data: ds.spec, checkpoint: loaded.file, network: loaded.network, pooling,
+        format: EMBEDDINGS_FORMAT, data: ds.spec, checkpoint: loaded.file, network: loaded.network, pooling, skipped: JSON.stringify(skipped),
       };
       const paths = ds.paths;
       if (paths) meta['paths'] = JSON.stringify(Array.from(f.indices, (i) => paths[i]!));
       mkdirSync(dirname(out), { recursive: true });
+      checkOut(out, o.force ?? false); // again: the file may have appeared meanwhile
       saveTensors(out, { embeddings: f.features, indices: idx, labels: lab }, meta);
-      return { out, n: f.features.size(0), dim: f.features.size(1), network: loaded.network, paths: paths !== undefined };
+      return { out, n: f.features.size(0), dim: f.features.size(1), network: loaded.network, paths: paths !== undefined, skipped };
     } finally {
       f.features.dispose(); idx.dispose(); lab.dispose();
     }
