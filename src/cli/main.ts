@@ -14,6 +14,7 @@ import { DATA_SPEC_HELP } from '../data/index.js';
 import { healthyStd } from '../method/monitors.js';
 import { registerEvalCommands } from './eval_commands.js';
 import { registerConvertCommand } from './convert.js';
+import { finalKnn } from './final_eval.js';
 import { fmtTime } from './progress.js';
 
 const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
@@ -34,7 +35,7 @@ interface PretrainFlags {
   config?: string; method?: string; data?: string; valSplit?: number; model?: string; patch?: number; imgSize?: number; depth?: number;
   batch?: number; epochs?: number; steps?: number; lr?: number; betaVicreg?: number; placement?: string; maskMode?: string;
   out?: string; resume?: boolean; seed?: number; threads?: number; workers?: number; logEvery?: number; monitorEvery?: number;
-  checkpointEvery?: number; predDepth?: number; predDim?: number; set?: string[];
+  checkpointEvery?: number; predDepth?: number; predDim?: number; set?: string[]; finalEval?: boolean;
 }
 
 /** Flags as a partial config (only those given), so they override the file. */
@@ -129,6 +130,7 @@ export function buildCli(): Command {
     .option('--log-every <n>', 'steps between metric lines', int('--log-every'))
     .option('--monitor-every <n>', 'steps between collapse monitors (0 = off)', int('--monitor-every'))
     .option('--checkpoint-every <n>', 'steps between checkpoints', int('--checkpoint-every'))
+    .option('--no-final-eval', 'skip the k-NN on the held-out split at the end')
     .option('--set <key=value...>', 'any config field, value in YAML (e.g. --set optim.ema=[0.99,1] masks.nTargets=2)')
     .action(async (flags: PretrainFlags) => {
       const cfg = resolveConfig(configPath(flags.config), flagsToConfig(flags));
@@ -146,6 +148,7 @@ export function buildCli(): Command {
       progress.stop();
       console.error(`done: ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, checkpoint ${r.checkpoint}`);
       console.error(`metrics: ${join(cfg.out, 'metrics.jsonl')}, plots: ${join(cfg.out, 'loss.png')}, ${join(cfg.out, 'rankme.png')}`);
+      if (r.steps > 0 && !ac.signal.aborted && flags.finalEval !== false) await finalKnn(cfg);
     });
 
   registerEvalCommands(program);

@@ -4,7 +4,7 @@ import { mkdirSync, existsSync, statSync, openSync, readSync, closeSync } from '
 import { dirname, resolve } from 'node:path';
 import { Tensor, tensor, tidy } from '../tensor/index.js';
 import { saveTensors } from '../io/tensors.js';
-import { openDataset, openDatasets, permutation, type Dataset } from '../data/index.js';
+import { openDataset, openDatasets, permutation, SubsetDataset, type Dataset } from '../data/index.js';
 import { loadEncoderFromCheckpoint, type EncoderChoice, type LoadedEncoder } from './load_encoder.js';
 import { extractFeatures, pooledDim, type Pooling, type SkippedSample } from './features.js';
 import { knnClassify, type KnnOptions } from './knn.js';
@@ -50,6 +50,8 @@ export interface EvaluateOptions extends EncoderSource {
   valData?: string;
   /** Fraction of `data` held out as the test set when valData is absent (default 0.1). */
   valSplit?: number;
+  /** Use a seeded subset of this many train samples (e.g. a 10,000-image k-NN bank); 0 = all. */
+  trainSubset?: number;
   seed?: number;
   /** Default ['knn', 'linear']; [] = collapse monitors only. */
   protocols?: Protocol[];
@@ -153,8 +155,12 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
   const enc = loaded.encoder;
   const feats: Tensor[] = [];
   try {
-    const { train, val } = await openDatasets(o.data, { valData: o.valData, valSplit, seed });
+    const { train: fullTrain, val } = await openDatasets(o.data, { valData: o.valData, valSplit, seed });
     const test = val!;
+    const sub = o.trainSubset ?? 0;
+    const train = sub > 0 && sub < fullTrain.length
+      ? new SubsetDataset(fullTrain, permutation(fullTrain.length, seed, -4).slice(0, sub).sort(), `${fullTrain.spec}[seeded subset of ${sub}]`)
+      : fullTrain;
     const needLabels = protocols.length > 0;
     if (needLabels) {
       for (const ds of [train, test]) {
