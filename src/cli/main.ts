@@ -14,6 +14,7 @@ import { DATA_SPEC_HELP } from '../data/index.js';
 import { healthyStd } from '../method/monitors.js';
 import { registerEvalCommands } from './eval_commands.js';
 import { registerConvertCommand } from './convert.js';
+import { registerDataCommands } from './data_commands.js';
 import { fmtTime } from './progress.js';
 
 const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
@@ -150,6 +151,7 @@ export function buildCli(): Command {
 
   registerEvalCommands(program);
   registerConvertCommand(program);
+  registerDataCommands(program);
   return program;
 }
 
