@@ -147,6 +147,16 @@ test('fetch cifar10 from a loopback server: verified, unpacked atomically, reada
   assert.deepEqual(train.normStats?.mean, [0.4914, 0.4822, 0.4465]);
 });
 
+test('two fetches of one dataset at once: one downloads, the other waits for it', async () => {
+  const cache = freshCache();
+  const n0 = requestsFor('good').length;
+  const notes: string[] = [];
+  const [a, b] = await Promise.all([fetchDataset('cifar10', quiet(cache, 'good')), fetchDataset('cifar10', quiet(cache, 'good', { log: (l) => notes.push(l) }))]);
+  assert.equal(a, b);
+  assert.equal(requestsFor('good').length - n0, 1);
+  assert.ok(notes.some((l) => /another process is fetching it/.test(l)), notes.join('\n'));
+});
+
 test('checksum mismatch: a clear error and nothing left in the cache', async () => {
   const cache = freshCache();
   await assert.rejects(fetchDataset('cifar10', quiet(cache, 'corrupt')), (e: Error) => {
@@ -195,8 +205,10 @@ test('a .part left by an earlier process is resumed; a server that ignores Range
   // a complete .part (a kill between download and check): 416 from the server, then verified
   const cache3 = freshCache();
   writeFileSync(join(cache3, 'cifar-10-binary.tar.gz.part'), C10.gz);
+  mkdirSync(join(cache3, '.tmp-cifar10-999999-abcd', 'cifar-10-batches-bin'), { recursive: true }); // a killed unpacking
   await fetchDataset('cifar10', quiet(cache3, 'good'));
   assert.ok(cachedDatasetDir('cifar10', cache3));
+  assert.deepEqual(contents(cache3), ['cifar10'], 'the killed unpacking folder is removed');
 });
 
 test('offline: the error names the URL, the cache path and how to place the archive by hand; a placed archive is used', async () => {

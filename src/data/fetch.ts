@@ -309,6 +309,8 @@ export async function fetchDataset(name: RemoteName, o: FetchOptions = {}): Prom
       const hit = cachedDatasetDir(name, cacheDir); // another process finished it while we waited
       if (hit) return hit;
     }
+    // unpacking folders left by a process killed mid-way (we hold this name's lock: none is in use)
+    for (const e of readdirSync(cacheDir)) if (e.startsWith(`.tmp-${name}-`)) rmSync(join(cacheDir, e), { recursive: true, force: true });
     const bar = typeof o.progress === 'function' || o.progress === false ? null : defaultProgress();
     const report = (p: FetchProgress) => (typeof o.progress === 'function' ? o.progress(p) : bar?.update(p));
     const archive = join(cacheDir, r.file);
