@@ -14,6 +14,7 @@ import { evalTransform, ijepaTransform, vicregViews } from '../src/data/transfor
 import { makeFolder } from './fixtures/data_fixture.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cjepa-loader-'));
+process.env['CJEPA_DATA'] = join(tmp, 'data-cache'); // folder file lists: not into ~/.cache
 const folder = join(tmp, 'imgs');
 const corruptFolder = join(tmp, 'with-corrupt');
 const N = 24;

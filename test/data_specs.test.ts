@@ -1,18 +1,19 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, test } from 'node:test';
 import { SampleError, splitDataset } from '../src/data/dataset.js';
 import sharp from 'sharp';
-import { FolderDataset, clearFolderMemoryCache, fileListCachePaths, jpegHeader, listFolder } from '../src/data/folder.js';
+import { FolderDataset, clearFolderMemoryCache, fileListCachePath, jpegHeader, listFolder } from '../src/data/folder.js';
 import { encodeIdx } from '../src/data/idx.js';
 import { openDataset, openDatasets, parseDataSpec } from '../src/data/specs.js';
 import { makeFolder, makeLabelledFolder, pattern, writeImage } from './fixtures/data_fixture.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cjepa-specs-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
+process.env['CJEPA_DATA'] = join(tmp, 'cache'); // file lists go to the data cache, never into the folders
 
 test('parseDataSpec: every kind, and clear errors for bad specs', () => {
   assert.deepEqual(parseDataSpec('folder:/a/b'), { kind: 'folder', path: '/a/b' });
@@ -88,20 +89,23 @@ test('folder: unlabelled when there are no subfolders; empty and missing folders
   await assert.rejects(openDataset(`idx:${missing}`), new RegExp(`IDX file not found: ${missing}`));
 });
 
-test('folder file list: cached on disk keyed by directory mtimes, read-only fallback to tmpdir', async () => {
+test('folder file list: cached in the data cache keyed by directory mtimes, never in the folder; read-only folders', async () => {
   const root = join(tmp, 'cached');
   mkdirSync(join(root, 'a'), { recursive: true });
   await writeImage(join(root, 'a', '1.png'), 4, 4, 1, 'png');
   await writeImage(join(root, 'a', '2.png'), 4, 4, 2, 'png');
   clearFolderMemoryCache();
-  const { inFolder, fallback } = fileListCachePaths(root);
+  const cache = fileListCachePath(root);
+  assert.ok(cache.startsWith(join(tmp, 'cache', 'filelists') + '/'), cache);
+  assert.equal(fileListCachePath(join(root, 'a', '..')), cache, 'keyed by the absolute path');
   assert.equal(listFolder(root).files.length, 2);
-  assert.ok(existsSync(inFolder), 'cache file written into the folder');
+  assert.ok(existsSync(cache), 'cache file written into the data cache');
+  assert.deepEqual(readdirSync(root), ['a'], 'nothing written into the folder');
   // The cache is trusted while mtimes match: doctor it and a fresh process-level read returns it.
-  const doctored = JSON.parse(readFileSync(inFolder, 'utf8'));
+  const doctored = JSON.parse(readFileSync(cache, 'utf8'));
   doctored.files = ['a/1.png'];
   doctored.labels = [0];
-  writeFileSync(inFolder, JSON.stringify(doctored));
+  writeFileSync(cache, JSON.stringify(doctored));
   clearFolderMemoryCache();
   assert.deepEqual(listFolder(root).files, ['a/1.png']);
   // Adding a file changes a directory mtime: rescan (also through the memory cache).
@@ -112,20 +116,33 @@ test('folder file list: cached on disk keyed by directory mtimes, read-only fall
   clearFolderMemoryCache();
   assert.equal(listFolder(root).files.length, 3);
 
-  // Unwritable cache location in the folder: silently use os.tmpdir().
+  // A read-only folder: listed and cached as any other, left untouched.
   const ro = join(tmp, 'ro');
   mkdirSync(join(ro, 'x'), { recursive: true });
   await writeImage(join(ro, 'x', '1.png'), 4, 4, 1, 'png');
-  const paths = fileListCachePaths(ro);
-  mkdirSync(paths.inFolder); // a directory where the cache file would go
-  rmSync(paths.fallback, { force: true });
-  clearFolderMemoryCache();
-  assert.equal((await openDataset(`folder:${ro}`)).length, 1);
-  assert.ok(existsSync(paths.fallback), 'fallback cache in tmpdir');
-  clearFolderMemoryCache();
-  assert.equal(listFolder(ro).files.length, 1);
-  rmSync(paths.fallback, { force: true });
-  rmSync(fallback, { force: true });
+  chmodSync(join(ro, 'x'), 0o555);
+  chmodSync(ro, 0o555);
+  try {
+    clearFolderMemoryCache();
+    assert.equal((await openDataset(`folder:${ro}`)).length, 1);
+    assert.ok(existsSync(fileListCachePath(ro)));
+    assert.deepEqual(readdirSync(ro), ['x']);
+    clearFolderMemoryCache();
+    assert.equal(listFolder(ro).files.length, 1);
+  } finally {
+    chmodSync(ro, 0o755);
+    chmodSync(join(ro, 'x'), 0o755);
+  }
+
+  // An unusable data cache (its path is a file): memory only, no error.
+  writeFileSync(join(tmp, 'not-a-dir'), 'x');
+  process.env['CJEPA_DATA'] = join(tmp, 'not-a-dir', 'cache');
+  try {
+    clearFolderMemoryCache();
+    assert.equal(listFolder(ro).files.length, 1);
+  } finally {
+    process.env['CJEPA_DATA'] = join(tmp, 'cache');
+  }
 });
 
 test('idx: gzipped and raw round trip, labels, 4-D colour IDX, truncated file error', async () => {

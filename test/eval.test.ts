@@ -26,6 +26,7 @@ import { runTorch, maxAbsDiff } from './util/pytorch.js';
 import { makeFolder } from './fixtures/data_fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cjepa-eval-'));
+process.env['CJEPA_DATA'] = join(dir, 'data-cache'); // folder file lists: not into ~/.cache
 const prevThreads = getNumThreads();
 setNumThreads(1); // tiny ops: one thread is several times faster on a loaded 2-core machine
 after(() => { setNumThreads(prevThreads); rmSync(dir, { recursive: true, force: true }); });

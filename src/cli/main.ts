@@ -15,6 +15,7 @@ import { healthyStd } from '../method/monitors.js';
 import { registerEvalCommands } from './eval_commands.js';
 import { registerConvertCommand } from './convert.js';
 import { finalKnn } from './final_eval.js';
+import { registerDataCommands } from './data_commands.js';
 import { fmtTime } from './progress.js';
 
 const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
@@ -153,6 +154,7 @@ export function buildCli(): Command {
 
   registerEvalCommands(program);
   registerConvertCommand(program);
+  registerDataCommands(program);
   return program;
 }
 

@@ -2,14 +2,13 @@
 // and an optional decode-once cache in shared memory for small uniform images (e.g. CIFAR JPEGs).
 
 import { createHash } from 'node:crypto';
-import { accessSync, constants, existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import sharp from 'sharp';
+import { dataCacheDir } from './cache_dir.js';
 import { type Dataset, type DatasetDescriptor, type Sample, SampleError, checkIndex, sharedBytes } from './dataset.js';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif'];
-export const FILELIST_CACHE_NAME = '.cjepa-filelist.json';
 const CACHE_VERSION = 1;
 
 export interface FileList {
@@ -103,15 +102,13 @@ function stillValid(list: { root: string; dirs: Record<string, number> }): boole
   return true;
 }
 
-function tmpCachePath(root: string): string {
-  const h = createHash('sha1').update(root).digest('hex').slice(0, 16);
-  return join(tmpdir(), `cjepa-filelist-${h}.json`);
-}
-
-/** Where the file list of `root` is cached on disk: in the folder, else in os.tmpdir(). */
-export function fileListCachePaths(root: string): { inFolder: string; fallback: string } {
-  root = resolve(root);
-  return { inFolder: join(root, FILELIST_CACHE_NAME), fallback: tmpCachePath(root) };
+/**
+ * Where the file list of `root` is cached on disk: `<data cache>/filelists/<hash of the absolute path>.json`
+ * (see dataCacheDir). Nothing is ever written into the image folder, so read-only folders work.
+ */
+export function fileListCachePath(root: string): string {
+  const h = createHash('sha256').update(resolve(root)).digest('hex').slice(0, 24);
+  return join(dataCacheDir(), 'filelists', `${h}.json`);
 }
 
 function readCacheFile(path: string, root: string): FileList | null {
@@ -143,34 +140,26 @@ function toCacheFile(list: FileList): string {
   return JSON.stringify(c);
 }
 
-/** Write the cache into the folder, or silently into os.tmpdir() when the folder is read-only. */
+/** Write the cache into the data cache (atomically); silently memory-only when that is not writable. */
 function writeCache(list: FileList): void {
-  const inFolder = join(list.root, FILELIST_CACHE_NAME);
+  const path = fileListCachePath(list.root);
+  const tmp = `${path}.${process.pid}.tmp`;
   try {
-    // Respect a folder marked read-only even when running as root (who could write anyway).
-    if ((statSync(list.root).mode & 0o222) === 0) throw new Error('read-only folder');
-    accessSync(list.root, constants.W_OK);
-    const existed = existsSync(inFolder);
-    writeFileSync(inFolder, toCacheFile(list));
-    if (!existed) {
-      // Creating the file changed the root's mtime: record the new one (rewriting in place keeps it).
-      list.dirs[''] = statSync(list.root).mtimeMs;
-      writeFileSync(inFolder, toCacheFile(list));
+    mkdirSync(join(path, '..'), { recursive: true });
+    writeFileSync(tmp, toCacheFile(list));
+    renameSync(tmp, path);
+  } catch {
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // the cache is not usable: memory only
     }
-    return;
-  } catch {
-    // read-only folder (or the name is taken): fall back below
-  }
-  try {
-    writeFileSync(tmpCachePath(list.root), toCacheFile(list));
-  } catch {
-    // memory only
   }
 }
 
 /**
- * The file list of a folder, from the per-process memory cache, the disk cache
- * (`<root>/.cjepa-filelist.json`, else os.tmpdir()), or a fresh scan. A cache is valid while the
+ * The file list of a folder, from the per-process memory cache, the disk cache (fileListCachePath:
+ * in the data cache, never in the folder), or a fresh scan. A cache is valid while the
  * mtime of every directory it scanned is unchanged (one stat per directory, not per file).
  */
 export function listFolder(root: string, mode: FileListCacheMode = 'disk'): FileList {
@@ -181,7 +170,7 @@ export function listFolder(root: string, mode: FileListCacheMode = 'disk'): File
   }
   let list: FileList | null = null;
   if (mode === 'disk') {
-    list = readCacheFile(join(root, FILELIST_CACHE_NAME), root) ?? readCacheFile(tmpCachePath(root), root);
+    list = readCacheFile(fileListCachePath(root), root);
   }
   if (!list) {
     list = scanFolder(root);

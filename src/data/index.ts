@@ -27,7 +27,24 @@ export {
   parseDataSpec,
   resolveNorm,
 } from './specs.js';
-export { FolderDataset, FILELIST_CACHE_NAME, clearFolderMemoryCache, fileListCachePaths, IMAGE_EXTENSIONS, decodeImage, listFolder, scanFolder, type FolderOptions } from './folder.js';
+export { FolderDataset, clearFolderMemoryCache, fileListCachePath, IMAGE_EXTENSIONS, decodeImage, listFolder, scanFolder, type FolderOptions } from './folder.js';
+export { dataCacheDir } from './cache_dir.js';
+export {
+  type CacheEntry,
+  type FetchOptions,
+  type FetchProgress,
+  FetchError,
+  REMOTE_DATASETS,
+  REMOTE_NAMES,
+  type RemoteName,
+  cachedDatasetDir,
+  datasetUrl,
+  fetchDataset,
+  isRemoteName,
+  listCache,
+} from './fetch.js';
+export { STL10_SPLITS, type Stl10Split, openStl10Bin } from './stl10.js';
+export { extractTar } from './tar.js';
 export { encodeIdx, parseIdx, readIdxFile } from './idx.js';
 export {
   type BlurSpec,

@@ -5,8 +5,10 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { openCifarBin } from './cifar_bin.js';
 import { type Dataset, type DatasetDescriptor, MemoryDataset, type NormStats, SubsetDataset, splitDataset } from './dataset.js';
+import { type FetchOptions, fetchDataset } from './fetch.js';
 import { FolderDataset, type FolderOptions, openFolder } from './folder.js';
 import { openIdxDataset } from './idx.js';
+import { STL10_SPLITS, type Stl10Split, openStl10Bin } from './stl10.js';
 
 export type Split = 'train' | 'test';
 
@@ -16,11 +18,16 @@ export type DataSpec =
   | { kind: 'mnist'; split: Split }
   | { kind: 'idx'; images: string; labels?: string }
   | { kind: 'cifar10-bin'; dir: string; split: Split }
-  | { kind: 'cifar100-bin'; dir: string; split: Split };
+  | { kind: 'cifar100-bin'; dir: string; split: Split }
+  /** Fetched by name into the data cache on first use (fetch.ts). */
+  | { kind: 'cifar10' | 'cifar100'; split: Split }
+  | { kind: 'stl10'; split: Stl10Split }
+  | { kind: 'stl10-bin'; dir: string; split: Stl10Split };
 
 export const DATA_SPEC_HELP =
+  'cifar10[:train|test] | cifar100[:train|test] | stl10[:train|test|unlabeled|train+unlabeled] (downloaded on first use) | ' +
   'folder:<path> | fashion-mnist[:train|test] | mnist[:train|test] | idx:<images>[,<labels>] | ' +
-  'cifar10-bin:<dir>[:train|test] | cifar100-bin:<dir>[:train|test]';
+  'cifar10-bin:<dir>[:train|test] | cifar100-bin:<dir>[:train|test] | stl10-bin:<dir>[:<split>]';
 
 /** Normalisation statistics (per channel, on [0,1] pixels). */
 export const NORM_STATS = {
@@ -39,18 +46,19 @@ export const FASHION_MNIST_CLASSES = [
   'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
 ];
 
-function parseSplit(s: string | undefined, spec: string): Split {
-  if (s === undefined || s === '' || s === 'train') return 'train';
-  if (s === 'test') return 'test';
-  throw new Error(`bad data spec '${spec}': split must be 'train' or 'test', got '${s}'`);
+function parseSplit<S extends string = Split>(s: string | undefined, spec: string, splits: readonly string[] = ['train', 'test']): S {
+  if (s === undefined || s === '') return 'train' as S;
+  if (splits.includes(s)) return s as S;
+  throw new Error(`bad data spec '${spec}': split must be ${splits.map((x) => `'${x}'`).join(' or ')}, got '${s}'`);
 }
 
-/** Split a trailing ':train' / ':test' off a path-valued spec. */
-function pathAndSplit(rest: string, spec: string): { path: string; split: Split } {
-  const m = /^(.*):(train|test)$/.exec(rest);
-  const path = m ? m[1]! : rest;
+/** Split a trailing ':train' / ':test' (or another of `splits`) off a path-valued spec. */
+function pathAndSplit<S extends string = Split>(rest: string, spec: string, splits: readonly string[] = ['train', 'test']): { path: string; split: S } {
+  const colon = rest.lastIndexOf(':');
+  const m = colon >= 0 && splits.includes(rest.slice(colon + 1));
+  const path = m ? rest.slice(0, colon) : rest;
   if (!path) throw new Error(`bad data spec '${spec}': missing directory (expected ${DATA_SPEC_HELP})`);
-  return { path, split: m ? (m[2] as Split) : 'train' };
+  return { path, split: (m ? rest.slice(colon + 1) : 'train') as S };
 }
 
 export function parseDataSpec(spec: string): DataSpec {
@@ -65,7 +73,15 @@ export function parseDataSpec(spec: string): DataSpec {
       return { kind: 'folder', path: rest };
     case 'fashion-mnist':
     case 'mnist':
+    case 'cifar10':
+    case 'cifar100':
       return { kind, split: parseSplit(colon < 0 ? undefined : rest, spec) };
+    case 'stl10':
+      return { kind, split: parseSplit<Stl10Split>(colon < 0 ? undefined : rest, spec, STL10_SPLITS) };
+    case 'stl10-bin': {
+      const { path, split } = pathAndSplit<Stl10Split>(rest, spec, STL10_SPLITS);
+      return { kind, dir: path, split };
+    }
     case 'idx': {
       const parts = rest.split(',');
       if (!parts[0] || parts.length > 2 || parts[1] === '') {
@@ -120,7 +136,10 @@ export function mnistFiles(split: Split): { images: string; labels: string } {
   return pair;
 }
 
-export type OpenOptions = FolderOptions;
+export interface OpenOptions extends FolderOptions {
+  /** For datasets fetched by name (cifar10, cifar100, stl10): cache, mirror, progress. */
+  fetch?: FetchOptions;
+}
 
 function specString(spec: string | DataSpec): string {
   if (typeof spec === 'string') return spec.trim();
@@ -129,6 +148,9 @@ function specString(spec: string | DataSpec): string {
       return `folder:${spec.path}`;
     case 'fashion-mnist':
     case 'mnist':
+    case 'cifar10':
+    case 'cifar100':
+    case 'stl10':
       return `${spec.kind}:${spec.split}`;
     case 'idx':
       return `idx:${spec.images}${spec.labels ? ',' + spec.labels : ''}`;
@@ -163,6 +185,14 @@ export async function openDataset(spec: string | DataSpec, opts: OpenOptions = {
       return openCifarBin(d.dir, 'cifar10', d.split, name, NORM_STATS.cifar10);
     case 'cifar100-bin':
       return openCifarBin(d.dir, 'cifar100', d.split, name, NORM_STATS.cifar100);
+    case 'cifar10':
+    case 'cifar100':
+      return openCifarBin(await fetchDataset(d.kind, opts.fetch), d.kind, d.split, name, NORM_STATS[d.kind]);
+    // STL-10 comes from ImageNet: ImageNet's statistics.
+    case 'stl10':
+      return openStl10Bin(await fetchDataset('stl10', opts.fetch), d.split, name, NORM_STATS.imagenet);
+    case 'stl10-bin':
+      return openStl10Bin(d.dir, d.split, name, NORM_STATS.imagenet);
   }
 }
 
