@@ -19,6 +19,7 @@ import { CLI, writeTinyCliConfig, latestStep, waitUntil } from './util/runs.js';
 import { setNumThreads, getNumThreads, liveTensors, gcReleasedTensors } from '../src/tensor/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cjepa-trainer-'));
+process.env['CJEPA_DATA'] ??= join(dir, 'cache'); // dataset caches (file lists) stay out of ~/.cache
 const { data: DATA } = writeQuadrantIdx(dir, 96);
 
 function tinyConfig(method: PretrainConfig['method'], out: string, extra: Record<string, unknown> = {}): PretrainConfig {
