@@ -246,6 +246,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
         if (cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery === 0) await monitor();
         if (step % cfg.log.checkpointEvery === 0 && step < total) lastCkpt = checkpoint();
         if (o.killAfterSteps !== undefined && step >= o.killAfterSteps) { killed = true; break outer; }
+        if (o.signal) await new Promise((r) => setImmediate(r)); // let a signal handler run (a synchronous loader never yields to it)
         if (o.signal?.aborted) { lastCkpt = checkpoint(); say(`stopped at step ${step}; checkpoint ${lastCkpt}`); killed = true; break outer; }
       }
       if (step < total) { epoch++; stepInEpoch = 0; }
