@@ -232,13 +232,14 @@ test('numbers are rounded for people', () => {
   assert.equal(line, 'step 60/100 | epoch 1 | loss 0.4123 | jepa 0.4011 | vicreg 12.35 | inv 0.01235 | var 0.5 | cov 1.23e-5 | 512 img/s | wait 0.08682 ms | ETA 0m40s');
 });
 
-test('the progress line fits the width: terms go first, then the wait, then images/s', () => {
+test('the progress line fits the width: the wait goes first, then the terms (last first), the epoch, images/s', () => {
   for (const w of [200, 120, 80, 60, 40, 30, 20]) {
     const s = stepLine(log(), 100, 40, w, false);
     assert.ok(s.length <= w, `${w}: ${s}`);
     assert.match(s, /^step 60\/100/);
   }
-  assert.equal(stepLine(log(), 100, 40, 60, false), 'step 60/100 | epoch 1 | loss 0.4123 | jepa 0.4011 | ETA 0m40s');
+  assert.equal(stepLine(log(), 100, 40, 100, false), 'step 60/100 | epoch 1 | loss 0.4123 | jepa 0.4011 | vicreg 12.35 | 512 img/s | ETA 0m40s');
+  assert.equal(stepLine(log(), 100, 40, 60, false), 'step 60/100 | epoch 1 | loss 0.4123 | 512 img/s | ETA 0m40s');
   assert.equal(stepLine(log(), 100, 40, 40, false), 'step 60/100 | loss 0.4123 | ETA 0m40s');
   assert.equal(fitLine([{ text: 'a'.repeat(30), drop: 0 }], 10), `${'a'.repeat(9)}…`);
   const withBar = stepLine(log(), 100, 40, 120, true);

@@ -131,8 +131,8 @@ export function fitLine(parts: Part[], width: number): string {
 
 /**
  * One progress line of a training step, at most `width` characters: `step`, a bar (terminal only,
- * when there is room), the loss, its terms, images/s, data wait, ETA. On a narrow terminal the terms
- * go first, then the wait, then images/s.
+ * when there is room), the loss, its terms, images/s, data wait, ETA. On a narrow terminal the data
+ * wait goes first, then the terms (the last one first), the epoch, images/s.
  */
 export function stepLine(l: StepLog, total: number, etaS: number, width: number, bar: boolean): string {
   const terms = Object.entries(l.terms).map(([k, v]) => `${k} ${fmtNum(v)}`);
@@ -140,15 +140,16 @@ export function stepLine(l: StepLog, total: number, etaS: number, width: number,
     { text: `step ${l.step}/${total}`, drop: 0 },
     { text: `epoch ${l.epoch}`, drop: 4 },
     { text: `loss ${fmtNum(l.loss)}`, drop: 0 },
-    ...terms.map((t, i) => ({ text: t, drop: 10 + terms.length - i })),
+    ...terms.map((t, i) => ({ text: t, drop: 10 + i })), // the last term first
     { text: `${fmtNum(Math.round(l.imgs_per_s))} img/s`, drop: 3 },
-    { text: `wait ${fmtNum(l.data_wait_ms)} ms`, drop: 5 },
+    { text: `wait ${fmtNum(l.data_wait_ms)} ms`, drop: 100 },
     { text: `ETA ${fmtTime(etaS)}`, drop: 1 },
   ];
-  const line = fitLine(parts, width);
-  if (!bar) return line;
-  const room = width - line.length - 3;
-  if (room < 12) return line;
+  if (!bar) return fitLine(parts, width);
+  const BAR = 20; // a terminal line keeps room for a 20-cell bar when the width allows
+  const line = fitLine(parts, width >= 60 ? width - BAR - 1 : width);
+  const room = width - line.length - 1;
+  if (room < 10) return line;
   const n = Math.min(40, room), filled = Math.round((n * Math.min(l.step, total)) / Math.max(1, total));
   const head = `step ${l.step}/${total}`;
   return `${head} ${'█'.repeat(filled)}${'░'.repeat(n - filled)}${line.slice(head.length)}`;

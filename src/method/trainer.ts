@@ -14,7 +14,7 @@ import { WarmupCosineSchedule, CosineWDSchedule, scaledWarmup, WARMUP_MAX_FRACTI
 import { AdamW, ijepaParamGroups, clipGradNorm } from './optim.js';
 import { createMethod, lossFormula } from './training_method.js';
 import { saveCheckpoint, hasCheckpoint, resolveIntactCheckpoint, readCheckpointState, loadNet, type CheckpointState } from './checkpoint.js';
-import { acquireRunLock, type RunLock } from './run_lock.js';
+import { acquireRunLock, LOCK_FILE, type RunLock } from './run_lock.js';
 import { collapseStats, collapseVerdict, type CollapseStats } from './monitors.js';
 import { writeLineChartPng } from '../util/plot.js';
 
@@ -102,12 +102,13 @@ async function monitorEmbeddings(enc: VisionTransformer, loader: DataLoader, n: 
 }
 
 /**
- * Refuses a resume of a directory that holds no run (missing, or without config.json and latest.json),
- * in one line suggesting to drop --resume. A run killed before its first checkpoint is resumable (from step 0).
+ * Refuses a resume of a directory that holds no run (missing, or without config.json, latest.json and a
+ * run lock), in one line suggesting to drop --resume. A run killed before its first checkpoint is
+ * resumable (from step 0); a run still starting (its lock taken) is refused by the lock, naming its PID.
  */
 export function checkResumable(out: string): void {
   if (!existsSync(out)) throw new Error(`--resume: '${out}' does not exist, so there is no run to continue; drop --resume to start a new run`);
-  if (!hasCheckpoint(out) && !existsSync(join(out, 'config.json'))) {
+  if (!hasCheckpoint(out) && !existsSync(join(out, 'config.json')) && !existsSync(join(out, LOCK_FILE))) {
     const what = readdirSync(out).length === 0 ? 'is empty' : 'holds no run (no config.json, no checkpoint)';
     throw new Error(`--resume: '${out}' ${what}; drop --resume to start a new run there`);
   }
