@@ -53,6 +53,8 @@ export interface PretrainConfig {
     startLr: number;
     finalLr: number;
     warmupEpochs: number;       // fraction allowed; converted with steps-per-epoch
+    /** Cut a warmup longer than 25 % of the run to 10 % of it (schedulers.ts scaledWarmup); false: as configured */
+    scaleWarmup: boolean;
     weightDecay: number;
     finalWeightDecay: number;
     betas: [number, number];
@@ -85,7 +87,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   cjepa: { betaVicreg: 0.001, inv: 25, var: 25, cov: 1, placement: 'context', projector: [], viewAug: 'vicreg' },
   vicreg: { inv: 25, var: 25, cov: 1, expander: [768, 768, 768] },
   optim: {
-    batch: 128, epochs: 10, steps: 0, lr: 1e-3, startLr: 2e-4, finalLr: 1e-6, warmupEpochs: 1,
+    batch: 128, epochs: 10, steps: 0, lr: 1e-3, startLr: 2e-4, finalLr: 1e-6, warmupEpochs: 1, scaleWarmup: true,
     weightDecay: 0.04, finalWeightDecay: 0.4, betas: [0.9, 0.999], eps: 1e-8, clipGrad: 0, ema: [0.996, 1.0], ipeScale: 1.0,
   },
   aug: { scale: [0.3, 1.0], flip: false },
@@ -191,6 +193,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   num('optim.startLr', o.startLr, { min: 0 });
   num('optim.finalLr', o.finalLr, { min: 0 });
   num('optim.warmupEpochs', o.warmupEpochs, { min: 0 });
+  if (typeof o.scaleWarmup !== 'boolean') fail('optim.scaleWarmup', 'must be true or false');
   num('optim.weightDecay', o.weightDecay, { min: 0 });
   num('optim.finalWeightDecay', o.finalWeightDecay, { min: 0 });
   range('optim.betas', o.betas, 0, 0.999999);
@@ -214,6 +217,52 @@ export function resolveConfig(file?: string, ...overrides: unknown[]): PretrainC
   if (file) c = mergeConfig(c, loadConfigFile(file));
   for (const o of overrides) c = mergeConfig(c, o);
   return validateConfig(c);
+}
+
+/** The value at a dotted path ('model.depth') of a config, or undefined. */
+export function configValue(c: unknown, path: string): unknown {
+  let v: unknown = c;
+  for (const k of path.split('.')) v = isObj(v) && Object.hasOwn(v, k) ? v[k] : undefined;
+  return v;
+}
+
+/** Dotted paths of the leaves where two configs differ (arrays compared whole), in `a`'s key order, then `b`'s. */
+export function configDiff(a: unknown, b: unknown, path = ''): string[] {
+  if (isObj(a) && isObj(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    return keys.flatMap((k) => configDiff(a[k], b[k], path ? `${path}.${k}` : k));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [path];
+}
+
+/**
+ * Fields that fix the networks' shapes or what they learn: a resumed run cannot change them (its
+ * checkpoint's tensors would not fit, or it would silently become another method).
+ */
+export const ARCHITECTURE_FIELDS = [
+  'method', 'model.name', 'model.patch', 'model.imgSize', 'model.depth', 'model.embedDim', 'model.numHeads',
+  'predictor.embedDim', 'predictor.depth', 'predictor.numHeads', 'cjepa.placement', 'cjepa.projector', 'vicreg.expander',
+] as const;
+
+/** The first architecture field where `asked` differs from the run's config, as one line naming it; null when none. */
+export function architectureConflict(run: PretrainConfig, asked: PretrainConfig, where: string): string | null {
+  const f = ARCHITECTURE_FIELDS.find((k) => JSON.stringify(configValue(run, k)) !== JSON.stringify(configValue(asked, k)));
+  if (!f) return null;
+  const show = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
+  return `--resume: '${f}' is ${show(configValue(run, f))} in the run in '${where}' but ${show(configValue(asked, f))} was asked for; ` +
+    'a resumed run keeps its architecture (drop the flag, or start a new run with another --out)';
+}
+
+/**
+ * The config of a resumed run: the run's saved config.json (complete, so it wins over the defaults
+ * and over a --config file), then `overrides` (flags). A conflicting architecture is refused.
+ */
+export function resumeConfig(saved: unknown, overrides: unknown[], where: string): PretrainConfig {
+  const run = resolveConfig(undefined, saved);
+  const asked = resolveConfig(undefined, saved, ...overrides);
+  const clash = architectureConflict(run, asked, where);
+  if (clash) throw new Error(clash);
+  return asked;
 }
 
 /** The encoder's ViT config of a pretrain config (the named size with the config's overrides). */

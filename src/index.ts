@@ -17,3 +17,6 @@ export { jepaForward, vicregForward, maskTensors, jepaTargets } from './method/s
 export { pretrain, buildNetworks, type PretrainOptions, type PretrainResult } from './method/trainer.js';
 export { resolveConfig, validateConfig, DEFAULT_CONFIG, type PretrainConfig } from './config.js';
 export * from './eval/index.js';
+// the evaluation transform and its normalisation (also: evalPreprocessing, embedImages from eval)
+export { evalTransform, NORM_STATS, type NormStats, type NormName, type ViewSpec } from './data/index.js';
+export type { EvalTransformOptions } from './data/transforms.js';

@@ -52,6 +52,7 @@ test('cjepa eval --json prints one JSON object with the accuracies, RankMe and s
   assert.equal(j.n_train, 48);
   assert.equal(j.embedding_dim, 32);
   assert.equal(j.network, 'target_encoder');
+  assert.deepEqual(Object.keys(j.normalisation), ['mean', 'std'], 'the normalisation the features were computed with');
   for (const v of [...Object.values(j.knn_top1) as number[], j.linear_top1, j.finetune_top1]) assert.ok(v >= 0 && v <= 1);
   assert.match(r.stderr, /k-NN: k=20/); // messages go to stderr
   // the converged probe: its fit and the sweep are reported
@@ -89,6 +90,8 @@ test('cjepa embed writes N x D embeddings with indices; --json reports the file'
   assert.deepEqual(tensors.indices!.toArray(), Array.from({ length: N }, (_, i) => i));
   assert.equal(metadata.network, 'target_encoder');
   assert.deepEqual(JSON.parse(metadata.skipped!), []);
+  assert.deepEqual(JSON.parse(metadata.normalisation!), j.normalisation);
+  assert.equal(metadata.class_names, undefined, 'an IDX file names no classes');
   assert.match(r.stderr, /embedding: 64\/64 img/);
   // an existing file that is not an embeddings file: one line, exit 1, untouched; --force replaces it
   const notes = join(dir, 'notes.txt');

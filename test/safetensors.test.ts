@@ -151,7 +151,7 @@ test('dtypeByteSize', () => {
 });
 
 test('encode/decode round trip: all dtypes, scalar and empty shapes, metadata', () => {
-  const buf = encodeSafetensors(makeTensors(), META);
+  const buf = Buffer.from(encodeSafetensors(makeTensors(), META));
   const n = Number(buf.readBigUInt64LE(0));
   assert.equal(n % 8, 0, 'header length padded to a multiple of 8');
   const headerText = buf.subarray(8, 8 + n).toString('utf8');
@@ -183,7 +183,7 @@ test('encode/decode round trip: all dtypes, scalar and empty shapes, metadata', 
   assert.equal(u8.data[0], 77);
 
   // without metadata: no __metadata__ key, empty metadata on read
-  const noMeta = encodeSafetensors({ x: { dtype: 'U8', shape: [1], data: new Uint8Array([9]) } });
+  const noMeta = Buffer.from(encodeSafetensors({ x: { dtype: 'U8', shape: [1], data: new Uint8Array([9]) } }));
   assert.doesNotMatch(noMeta.toString('latin1'), /__metadata__/);
   assert.deepEqual(decodeSafetensors(noMeta).metadata, {});
 });

@@ -2,14 +2,14 @@
 // `cjepa eval` and `cjepa embed`. registerEvalCommands(program) adds both to a commander program;
 // main(argv) runs them standalone (also: `node dist/src/cli/eval_commands.js eval ...`).
 import { Command, Option, InvalidArgumentError } from 'commander';
-import { intArg, floatArg } from './args.js';
+import { intArg, floatArg, usageHints } from './args.js';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DATA_SPEC_HELP, defaultWorkers } from '../data/index.js';
 import { setNumThreads, setDefaultDevice } from '../tensor/index.js';
 import { evaluateCheckpoint, embedDataset, PROTOCOLS, type Protocol, type EvalReport } from '../eval/index.js';
 import type { Pooling } from '../eval/features.js';
-import type { EncoderChoice } from '../eval/load_encoder.js';
+import { encoderChoice } from '../eval/load_encoder.js';
 import { StageProgress } from './progress.js';
 
 const int = (name: string, min = 1) => intArg(name, min);
@@ -48,7 +48,7 @@ function common(c: Command): Command {
     .requiredOption('--data <spec>', `dataset: ${DATA_SPEC_HELP}`)
     .option('--batch <n>', 'batch size for feature extraction', int('--batch'), 128)
     .addOption(new Option('--pooling <p>', 'mean: mean of final tokens; last4: final-norm-ed mean of the last 4 blocks, concatenated').choices(['mean', 'last4']).default('mean'))
-    .addOption(new Option('--encoder <which>', 'network of a checkpoint directory: auto = target encoder, else encoder').choices(['auto', 'target', 'online']).default('auto'))
+    .addOption(new Option('--encoder <which>', 'target (EMA target encoder), online (the encoder trained by gradients) or auto (target when there is one)').choices(['auto', 'target', 'online']).default('auto'))
     .option('--config <file>', 'architecture for a bare .safetensors file (pretrain YAML/JSON config, state.json or config.json)')
     .option('--heads <n>', 'attention heads when the architecture is inferred from a bare file (default: the official size of that width, else dim/64)', int('--heads'))
     .option('--model <name>', 'ViT size (vit_huge, ...) settling the head count of a bare or torch.save file')
@@ -56,10 +56,6 @@ function common(c: Command): Command {
     .option('--threads <n>', 'libtorch threads (default: all cores)', int('--threads'))
     .option('--device <d>', 'cpu, cuda or cuda:N (default cpu)')
     .option('--json', 'print one JSON object on stdout (messages go to stderr)');
-}
-
-function which(e: string): EncoderChoice {
-  return e === 'target' ? 'target_encoder' : e === 'online' ? 'encoder' : 'auto';
 }
 
 function setup(f: CommonFlags): void {
@@ -113,7 +109,7 @@ export function registerEvalCommands(program: Command): Command {
       const say = (m: string) => progress.message(m);
       const report = await evaluateCheckpoint({
         checkpoint: f.checkpoint, data: f.data, valData: f.valData, valSplit: f.valSplit, seed: f.seed, protocols: f.protocol,
-        batchSize: f.batch, pooling: f.pooling, workers: f.workers, which: which(f.encoder), config: f.config, heads: f.heads, model: f.model,
+        batchSize: f.batch, pooling: f.pooling, workers: f.workers, which: encoderChoice(f.encoder), config: f.config, heads: f.heads, model: f.model,
         knn: { ks: f.k, temperature: f.temperature },
         linear: {
           ...(f.l2 ? { l2Grid: f.l2 } : {}), ...(f.probeMaxIter ? { maxIter: f.probeMaxIter } : {}),
@@ -139,7 +135,7 @@ export function registerEvalCommands(program: Command): Command {
       const progress = new StageProgress();
       const r = await embedDataset({
         checkpoint: f.checkpoint, data: f.data, out: f.out, batchSize: f.batch, pooling: f.pooling, workers: f.workers, force: f.force,
-        which: which(f.encoder), config: f.config, heads: f.heads, model: f.model, onMessage: (m) => progress.message(m), onProgress: (p) => progress.update(p),
+        which: encoderChoice(f.encoder), config: f.config, heads: f.heads, model: f.model, onMessage: (m) => progress.message(m), onProgress: (p) => progress.update(p),
       }).finally(() => progress.stop());
       if (f.json) process.stdout.write(JSON.stringify(r) + '\n');
       else {
@@ -152,7 +148,7 @@ export function registerEvalCommands(program: Command): Command {
 
 /** Runs `eval` / `embed` with user arguments (no node/script prefix); returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const program = registerEvalCommands(new Command('cjepa').showHelpAfterError().exitOverride());
+  const program = usageHints(registerEvalCommands(new Command('cjepa').exitOverride()));
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

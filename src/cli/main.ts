@@ -1,24 +1,25 @@
 #!/usr/bin/env node
 // The `cjepa` command line: pretrain, eval, embed, convert.
 import { Command, Option } from 'commander';
-import { intArg, floatArg } from './args.js';
-import { existsSync } from 'node:fs';
+import { intArg, floatArg, positiveFloatArg, usageHints } from './args.js';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import cliProgress from 'cli-progress';
 import { parse as parseYaml } from 'yaml';
 import { CJEPA_PLACEMENTS } from '../method/losses.js';
-import { resolveConfig } from '../config.js';
-import { pretrain, type StepLog, type MonitorLog } from '../method/trainer.js';
+import { resolveConfig, resumeConfig, architectureConflict, configDiff, type PretrainConfig } from '../config.js';
+import { pretrain, checkResumable } from '../method/trainer.js';
 import { DATA_SPEC_HELP } from '../data/index.js';
-import { healthyStd } from '../method/monitors.js';
+import { setDefaultDevice } from '../tensor/index.js';
 import { registerEvalCommands } from './eval_commands.js';
 import { registerConvertCommand } from './convert.js';
 import { finalKnn } from './final_eval.js';
 import { registerDataCommands } from './data_commands.js';
-import { fmtTime } from './progress.js';
+import { PretrainProgress } from './progress.js';
 
-const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const CONFIG_DIR = join(ROOT, 'configs');
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 const int = (name: string) => intArg(name);
 const float = floatArg;
@@ -36,7 +37,7 @@ interface PretrainFlags {
   config?: string; method?: string; data?: string; valSplit?: number; model?: string; patch?: number; imgSize?: number; depth?: number;
   batch?: number; epochs?: number; steps?: number; lr?: number; betaVicreg?: number; placement?: string; maskMode?: string;
   out?: string; resume?: boolean; seed?: number; threads?: number; workers?: number; logEvery?: number; monitorEvery?: number;
-  checkpointEvery?: number; predDepth?: number; predDim?: number; set?: string[]; finalEval?: boolean;
+  checkpointEvery?: number; predDepth?: number; predDim?: number; set?: string[]; device?: string; finalEval?: boolean;
 }
 
 /** Flags as a partial config (only those given), so they override the file. */
@@ -65,44 +66,41 @@ function flagsToConfig(f: PretrainFlags): Record<string, unknown> {
   return c;
 }
 
-function progressReporter() {
-  const tty = process.stderr.isTTY;
-  let bar: cliProgress.SingleBar | null = null;
-  let lastPrint = 0;
-  return {
-    onLog(l: StepLog | MonitorLog, total: number) {
-      if (l.kind === 'monitor') {
-        const online = l.online ? `; online encoder: RankMe ${l.online.rankme_centred.toFixed(1)}, std ${l.online.std.toFixed(4)}` : '';
-        const msg = `[monitor] step ${l.step}: ${l.verdict}: centred RankMe ${l.rankme_centred.toFixed(1)} of ${l.dim} (uncentred ${l.rankme.toFixed(1)}), ` +
-          `normalised std ${l.std.toFixed(4)} (healthy ~${healthyStd(l.dim).toFixed(4)})${online}`;
-        if (bar) bar.stop(), (bar = null);
-        console.error(msg);
-        return;
-      }
-      const eta = ((total - l.step) * l.time_s) / Math.max(1, l.step);
-      const terms = Object.entries(l.terms).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(' ');
-      if (tty) {
-        if (!bar) {
-          bar = new cliProgress.SingleBar({
-            format: 'step {value}/{total} |{bar}| loss {loss} {terms} | {ips} img/s | ETA {etaText}', hideCursor: true, etaBuffer: 50,
-          }, cliProgress.Presets.shades_classic);
-          bar.start(total, l.step);
-        }
-        bar.update(l.step, { loss: l.loss.toFixed(4), terms, ips: l.imgs_per_s.toFixed(0), etaText: fmtTime(eta) });
-        if (l.step >= total) bar.stop(), (bar = null);
-      } else if (Date.now() - lastPrint > 5000 || l.step >= total) {
-        lastPrint = Date.now();
-        console.error(`step ${l.step}/${total} epoch ${l.epoch} loss ${l.loss.toFixed(4)} ${terms} | ${l.imgs_per_s.toFixed(0)} img/s | wait ${l.data_wait_ms} ms | ETA ${fmtTime(eta)}`);
-      }
-    },
-    stop() { bar?.stop(); },
-  };
+/**
+ * The config of `pretrain`: defaults <- --config file <- flags; with --resume, the run's config.json
+ * replaces the defaults and the file (flags still override), and an architecture that differs from the
+ * run's (in the file or the flags) is refused naming the field.
+ */
+export function pretrainConfig(flags: PretrainFlags, say: (m: string) => void = () => {}): PretrainConfig {
+  const file = configPath(flags.config);
+  const overrides = flagsToConfig(flags);
+  const fresh = resolveConfig(file, overrides);
+  if (!flags.resume) return fresh;
+  const out = fresh.out;
+  checkResumable(out);
+  const savedPath = join(out, 'config.json');
+  if (!existsSync(savedPath)) return fresh; // a checkpoint without config.json (convert writes one; old runs): the trainer checks it
+  let saved: unknown;
+  try {
+    saved = JSON.parse(readFileSync(savedPath, 'utf8'));
+  } catch (e) {
+    throw new Error(`--resume: ${savedPath} cannot be read: ${(e as Error).message}`);
+  }
+  const cfg = resumeConfig(saved, [{ out }, overrides], out);
+  if (file) {
+    const fromFile = resolveConfig(file, { out });
+    const clash = architectureConflict(cfg, fromFile, out);
+    if (clash) throw new Error(clash.replace('was asked for', `is in ${flags.config}`));
+    const ignored = configDiff(cfg, resolveConfig(file, overrides)).filter((k) => k !== 'out');
+    if (ignored.length) say(`--resume: the run's config.json wins over ${flags.config} for ${ignored.join(', ')} (flags or --set change them)`);
+  }
+  return cfg;
 }
 
 export function buildCli(): Command {
   const program = new Command('cjepa')
     .description('Self-supervised ViT pretraining (C-JEPA, I-JEPA, VICReg) on libtorch')
-    .showHelpAfterError();
+    .version(VERSION, '-V, --version', 'print the version');
 
   program.command('pretrain')
     .description('pretrain an encoder on a dataset')
@@ -117,14 +115,15 @@ export function buildCli(): Command {
     .option('--pred-depth <n>', 'predictor depth', int('--pred-depth'))
     .option('--pred-dim <n>', 'predictor width', int('--pred-dim'))
     .option('--batch <n>', 'batch size', int('--batch'))
-    .option('--epochs <n>', 'epochs', float('--epochs'))
-    .option('--steps <n>', 'optimiser steps (wins over --epochs)', int('--steps'))
+    .option('--epochs <n>', 'epochs', positiveFloatArg('--epochs'))
+    .option('--steps <n>', 'optimiser steps (wins over --epochs)', intArg('--steps', 1))
     .option('--lr <x>', 'peak learning rate', float('--lr'))
     .option('--beta-vicreg <x>', 'C-JEPA: weight of the VICReg regulariser', float('--beta-vicreg'))
     .addOption(new Option('--placement <p>', 'C-JEPA: where VICReg acts (default context: pooled context-encoder output; block-pair: the paper, see docs/results/cifar10-ablation)').choices([...CJEPA_PLACEMENTS]))
     .addOption(new Option('--mask-mode <m>', 'multi-block masks').choices(['faithful', 'unbiased']))
     .option('--out <dir>', 'run directory')
-    .option('--resume', 'continue the run in --out from its last checkpoint')
+    .option('--resume', "continue the run in --out from its last checkpoint, with its config.json (flags override; not its architecture)")
+    .option('--device <d>', 'cpu, cuda or cuda:N (default cpu)')
     .option('--seed <n>', 'seed', int('--seed'))
     .option('--threads <n>', 'libtorch threads (0 = all cores)', int('--threads'))
     .option('--workers <n>', 'data-loader worker threads', int('--workers'))
@@ -134,28 +133,39 @@ export function buildCli(): Command {
     .option('--no-final-eval', 'skip the k-NN on the held-out split at the end')
     .option('--set <key=value...>', 'any config field, value in YAML (e.g. --set optim.ema=[0.99,1] masks.nTargets=2)')
     .action(async (flags: PretrainFlags) => {
-      const cfg = resolveConfig(configPath(flags.config), flagsToConfig(flags));
-      const progress = progressReporter();
+      if (flags.device) setDefaultDevice(flags.device);
+      const progress = new PretrainProgress();
+      const say = (m: string) => progress.message(m);
+      const cfg = pretrainConfig(flags, say);
       const ac = new AbortController();
+      // first Ctrl-C: stop the bar, finish the step, write a checkpoint, exit 130; a second one quits at once
       const onSig = () => {
+        progress.stop();
         if (ac.signal.aborted) process.exit(130);
-        console.error('\ninterrupt: finishing this step and writing a checkpoint (press again to quit now)');
+        say('interrupt: finishing this step and writing a checkpoint (press Ctrl-C again to quit now)');
         ac.abort();
       };
       process.on('SIGINT', onSig);
       process.on('SIGTERM', onSig);
-      console.error(`cjepa pretrain: ${cfg.method} on ${cfg.data}, ${cfg.model.name} patch ${cfg.model.patch} img ${cfg.model.imgSize}, batch ${cfg.optim.batch}, out ${cfg.out}`);
-      const r = await pretrain(cfg, { resume: flags.resume, onLog: progress.onLog, signal: ac.signal });
-      progress.stop();
-      console.error(`done: ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, checkpoint ${r.checkpoint}`);
-      console.error(`metrics: ${join(cfg.out, 'metrics.jsonl')}, plots: ${join(cfg.out, 'loss.png')}, ${join(cfg.out, 'rankme.png')}`);
-      if (r.steps > 0 && !ac.signal.aborted && flags.finalEval !== false) await finalKnn(cfg);
+      say(`cjepa pretrain: ${cfg.method} on ${cfg.data}, ${cfg.model.name} patch ${cfg.model.patch} img ${cfg.model.imgSize}, batch ${cfg.optim.batch}, ` +
+        `device ${flags.device ?? 'cpu'}, out ${cfg.out}`);
+      const r = await pretrain(cfg, {
+        resume: flags.resume, signal: ac.signal, onMessage: say, onStart: (s) => progress.start(s), onLog: (l, total) => progress.onLog(l, total),
+      }).finally(() => progress.stop());
+      if (ac.signal.aborted) {
+        say(`interrupted at step ${r.steps}; continue with the same command and --resume`);
+        process.exitCode = 130;
+        return;
+      }
+      say(`done: ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, checkpoint ${r.checkpoint}`);
+      say(`metrics: ${join(cfg.out, 'metrics.jsonl')}, plots: ${join(cfg.out, 'loss.png')}, ${join(cfg.out, 'rankme.png')}`);
+      if (r.steps > 0 && flags.finalEval !== false) await finalKnn(cfg);
     });
 
   registerEvalCommands(program);
   registerConvertCommand(program);
   registerDataCommands(program);
-  return program;
+  return usageHints(program);
 }
 
 const isMain = process.argv[1] && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1]);

@@ -66,6 +66,8 @@ export interface Features {
   indices: Int32Array;
   /** The corrupt samples left out, by index. */
   skipped: SkippedSample[];
+  /** The per-channel normalisation applied to [0, 1] pixels before the encoder (the dataset's own, else ImageNet's). */
+  norm: { mean: number[]; std: number[] };
 }
 
 /** The encoder's input size (square) and channels. */
@@ -124,6 +126,6 @@ export async function extractFeatures(encoder: VisionTransformer, dataset: Datas
   if (row === 0) throw new Error(`${dataset.spec}: none of its ${N} samples could be decoded`);
   return {
     features: tensor(row === N ? out : out.subarray(0, row * D), [row, D]), labels: labels.slice(0, row), indices: indices.slice(0, row),
-    skipped: [...skipped.values()].sort((a, b) => a.index - b.index),
+    skipped: [...skipped.values()].sort((a, b) => a.index - b.index), norm: { mean: [...loader.mean], std: [...loader.std] },
   };
 }

@@ -1,12 +1,12 @@
 // Evaluation: frozen features, k-NN, linear probe, fine-tuning, collapse monitors, and the two
 // end-to-end entry points behind `cjepa eval` and `cjepa embed`.
 import { mkdirSync, existsSync, statSync, openSync, readSync, closeSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, resolve, relative, sep, isAbsolute } from 'node:path';
 import { Tensor, tensor, tidy } from '../tensor/index.js';
 import { saveTensors } from '../io/tensors.js';
-import { openDataset, openDatasets, permutation, SubsetDataset, type Dataset } from '../data/index.js';
+import { openDataset, openDatasets, permutation, SubsetDataset, FolderDataset, evalTransform, resolveNorm, type Dataset, type NormName, type NormStats, type ViewSpec } from '../data/index.js';
 import { loadEncoderFromCheckpoint, type EncoderChoice, type LoadedEncoder } from './load_encoder.js';
-import { extractFeatures, pooledDim, type Pooling, type SkippedSample } from './features.js';
+import { extractFeatures, pooledDim, type Pooling, type SkippedSample, type Features } from './features.js';
 import { knnClassify, type KnnOptions } from './knn.js';
 import { linearProbe, type LinearProbeOptions } from './linear_probe.js';
 import { finetune, type FinetuneOptions } from './finetune.js';
@@ -23,7 +23,7 @@ export {
 export { lbfgs, type LbfgsOptions, type LbfgsResult, type StopReason } from './lbfgs.js';
 export { finetune, layerId, layerScales, type FinetuneOptions, type FinetuneResult } from './finetune.js';
 export {
-  loadEncoderFromCheckpoint, inferEncoderConfig, encoderConfigFromPretrain,
+  loadEncoderFromCheckpoint, inferEncoderConfig, encoderConfigFromPretrain, encoderChoice,
   type LoadedEncoder, type LoadEncoderOptions, type EncoderChoice,
 } from './load_encoder.js';
 
@@ -123,6 +123,10 @@ export interface EvalReport {
   monitor_samples: number;
   /** Corrupt samples left out of the features (train then test), when any. */
   skipped?: { path: string; reason: string }[];
+  /** Class names of the training set, by label index (when the dataset names its classes: folders, Fashion-MNIST). */
+  class_names?: string[];
+  /** Per-channel normalisation of [0, 1] pixels the features were computed with. */
+  normalisation: { mean: number[]; std: number[] };
   time_s: number;
 }
 
@@ -194,7 +198,8 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
       rankme: rankMe(mon), rankme_centred: rankMe(mon, { centred: true }), normalised_std: normalisedStd(mon),
       verdict: collapseVerdict({ rankme_centred: rankMe(mon, { centred: true }), std: normalisedStd(mon), dim: mon.size(1) }),
       eigenspectrum: covarianceSpectrum(mon).slice(0, 64),
-      monitor_samples: mon.size(0), ...(skipped.length ? { skipped: skippedList(skipped) } : {}), time_s: 0,
+      monitor_samples: mon.size(0), ...(skipped.length ? { skipped: skippedList(skipped) } : {}),
+      ...(train.classNames?.length ? { class_names: [...train.classNames] } : {}), normalisation: tr.norm, time_s: 0,
     };
     if (protocols.includes('knn')) {
       const r = knnClassify(tr.features, tr.labels, te.features, te.labels, { numClasses, ...o.knn });
@@ -249,19 +254,21 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
   }
 }
 
-export interface EmbedOptions extends EncoderSource {
-  data: string;
-  /** Output .safetensors file (written atomically). */
-  out: string;
+export interface EmbedImagesOptions extends Omit<EncoderSource, 'checkpoint'> {
   batchSize?: number;
   pooling?: Pooling;
   workers?: number;
-  /** Replace an existing `out` that is not an earlier embeddings file (default false: refuse). */
-  force?: boolean;
   onMessage?: (msg: string) => void;
   onProgress?: (p: Progress) => void;
 }
 
+export interface EmbedOptions extends EncoderSource, EmbedImagesOptions {
+  data: string;
+  /** Output .safetensors file (written atomically). */
+  out: string;
+  /** Replace an existing `out` that is not an earlier embeddings file (default false: refuse). */
+  force?: boolean;
+}
 export interface EmbedResult {
   out: string;
   n: number;
@@ -271,6 +278,28 @@ export interface EmbedResult {
   paths: boolean;
   /** Corrupt samples left out (no row), also listed in the file's `skipped` metadata. */
   skipped: { path: string; reason: string }[];
+  /** Class names by label index (when the dataset names its classes), also in the file's `class_names` metadata. */
+  classNames?: string[];
+  /** Per-channel normalisation of [0, 1] pixels, also in the file's `normalisation` metadata. */
+  normalisation: { mean: number[]; std: number[] };
+}
+
+/** The embeddings `embedImages` returns; the caller owns (disposes) `embeddings`. */
+export interface Embeddings {
+  /** (N, D) float32, row i = `paths[i]`. */
+  embeddings: Tensor;
+  /** Image paths in row order (corrupt images get no row: see skipped). */
+  paths: string[];
+  /** Label per row (-1 when unlabelled: a list of paths, or files directly in the folder). */
+  labels: Int32Array;
+  /** Class names by label (a folder's subfolders). */
+  classNames: string[];
+  skipped: { path: string; reason: string }[];
+  normalisation: { mean: number[]; std: number[] };
+  /** The weights file read, and which network it is. */
+  checkpoint: string;
+  network: string;
+  pooling: Pooling;
 }
 
 function skippedList(s: SkippedSample[]): { path: string; reason: string }[] {
@@ -308,46 +337,97 @@ function checkOut(out: string, force: boolean): void {
 }
 
 /**
+ * The preprocessing of `cjepa eval` / `embed` / embedImages for an encoder of `size` px: the view
+ * (shorter side resized, centre crop) and the per-channel normalisation (x - mean) / std of [0, 1]
+ * pixels: the dataset's own statistics when it has them (Fashion-MNIST, CIFAR), else ImageNet's.
+ */
+export function evalPreprocessing(size: number, norm: NormName | NormStats = 'imagenet', channels = 3): { view: ViewSpec } & NormStats {
+  return { view: evalTransform({ size }), ...resolveNorm(norm, null, channels) };
+}
+
+/** Loads the checkpoint's encoder and extracts the features of every sample of a dataset (opened once the encoder loaded). */
+async function embedRows(open: () => Promise<Dataset>, o: EncoderSource & EmbedImagesOptions) {
+  const say = o.onMessage ?? (() => {});
+  const loaded = loadEncoderFromCheckpoint(o.checkpoint, { which: o.which, config: o.config, heads: o.heads, model: o.model, onMessage: say });
+  try {
+    const ds = await open();
+    const pooling = o.pooling ?? 'mean';
+    say(`embedding ${ds.spec} (${ds.length}) with ${loaded.network} ${loaded.file}, pooling ${pooling}`);
+    const f: Features = await extractFeatures(loaded.encoder, ds, {
+      batchSize: o.batchSize ?? 128, pooling, workers: o.workers ?? 0,
+      onProgress: (done, total) => o.onProgress?.({ stage: 'embedding', done, total, unit: 'img' }),
+      onSkip: (src, r) => say(`[data] skipping ${src}: ${r} (no row; listed in the skipped metadata)`),
+    });
+    return { f, ds, pooling, file: loaded.file, network: loaded.network };
+  } finally {
+    loaded.encoder.dispose();
+  }
+}
+
+/** A folder dataset of the given image files (unlabelled), rooted at their deepest common directory. */
+function filesDataset(paths: readonly string[]): Dataset {
+  if (paths.length === 0) throw new Error('embedImages: the list of image paths is empty');
+  const abs = paths.map((p) => resolve(p));
+  for (const p of abs) if (!existsSync(p) || !statSync(p).isFile()) throw new Error(`embedImages: no such image file: ${p}`);
+  let root = dirname(abs[0]!);
+  while (!abs.every((p) => { const r = relative(root, p); return !r.startsWith('..') && !isAbsolute(r); })) root = dirname(root);
+  return new FolderDataset({
+    kind: 'folder', spec: `${abs.length} image file(s) under ${root}`, root, files: abs.map((p) => relative(root, p).split(sep).join('/')),
+    labels: new Int32Array(abs.length).fill(-1), classNames: [], channels: 3, imageSize: null, cache: null,
+  });
+}
+
+/**
+ * Embeds images with a checkpoint's encoder (the target encoder by default: `which`): a list of image
+ * files, or a folder (searched recursively for images; subfolders are classes). Images are
+ * resized (shorter side), centre-cropped to the encoder's size and normalised (`normalisation`), as
+ * `cjepa eval` / `cjepa embed` do. Returns the pooled embeddings in row order with their paths.
+ */
+export async function embedImages(pathsOrFolder: string | readonly string[], checkpoint: string, o: EmbedImagesOptions = {}): Promise<Embeddings> {
+  const open = typeof pathsOrFolder === 'string' && existsSync(pathsOrFolder) && statSync(pathsOrFolder).isDirectory()
+    ? () => openDataset(`folder:${pathsOrFolder}`)
+    : async () => filesDataset(typeof pathsOrFolder === 'string' ? [pathsOrFolder] : pathsOrFolder);
+  const { f, ds, pooling, file, network } = await embedRows(open, { ...o, checkpoint });
+  const paths = ds.paths!;
+  return {
+    embeddings: f.features, paths: Array.from(f.indices, (i) => paths[i]!), labels: f.labels, classNames: [...(ds.classNames ?? [])],
+    skipped: skippedList(f.skipped), normalisation: f.norm, checkpoint: file, network, pooling,
+  };
+}
+
+/**
  * Embeds every sample of a dataset and writes a safetensors file with
  *  - `embeddings` (N, D) float32, row i = sample `indices[i]` (dataset order),
  *  - `indices` (N) int64, and `labels` (N) int64 (-1 when unlabelled),
  *  - `__metadata__`: `paths` (JSON array, row order; folder datasets only), `skipped` (JSON array of
- *    {path, reason}: corrupt samples, which get no row), `data`, `checkpoint`, `network`, `pooling`,
- *    `format` = "cjepa-embeddings/1".
+ *    {path, reason}: corrupt samples, which get no row), `class_names` (JSON array by label, when the
+ *    dataset names its classes), `normalisation` (JSON {mean, std} of the [0, 1] pixels), `data`,
+ *    `checkpoint`, `network`, `pooling`, `format` = "cjepa-embeddings/1".
  * An existing `out` is replaced only when it is an earlier embeddings file, or with `force`.
  */
 export async function embedDataset(o: EmbedOptions): Promise<EmbedResult> {
-  const say = o.onMessage ?? (() => {});
   const out = resolve(o.out);
   checkOut(out, o.force ?? false);
-  const loaded = loadEncoderFromCheckpoint(o.checkpoint, { which: o.which, config: o.config, heads: o.heads, model: o.model, onMessage: say });
-  const enc = loaded.encoder;
+  const { f, ds, pooling, file, network } = await embedRows(() => openDataset(o.data), o);
+  const idx = tensor(BigInt64Array.from(f.indices, (i) => BigInt(i)), [f.indices.length]);
+  const lab = tensor(BigInt64Array.from(f.labels, (i) => BigInt(i)), [f.labels.length]);
   try {
-    const ds = await openDataset(o.data);
-    const pooling = o.pooling ?? 'mean';
-    say(`embedding ${ds.spec} (${ds.length}) with ${loaded.network} ${loaded.file}, pooling ${pooling}`);
-    const f = await extractFeatures(enc, ds, {
-      batchSize: o.batchSize ?? 128, pooling, workers: o.workers ?? 0,
-      onProgress: (done, total) => o.onProgress?.({ stage: 'embedding', done, total, unit: 'img' }),
-      onSkip: (s, r) => say(`[data] skipping ${s}: ${r} (no row; listed in the file's skipped metadata)`),
-    });
-    const idx = tensor(BigInt64Array.from(f.indices, (i) => BigInt(i)), [f.indices.length]);
-    const lab = tensor(BigInt64Array.from(f.labels, (i) => BigInt(i)), [f.labels.length]);
-    try {
-      const skipped = skippedList(f.skipped);
-      const meta: Record<string, string> = {
-        format: EMBEDDINGS_FORMAT, data: ds.spec, checkpoint: loaded.file, network: loaded.network, pooling, skipped: JSON.stringify(skipped),
-      };
-      const paths = ds.paths;
-      if (paths) meta['paths'] = JSON.stringify(Array.from(f.indices, (i) => paths[i]!));
-      mkdirSync(dirname(out), { recursive: true });
-      checkOut(out, o.force ?? false); // again: the file may have appeared meanwhile
-      saveTensors(out, { embeddings: f.features, indices: idx, labels: lab }, meta);
-      return { out, n: f.features.size(0), dim: f.features.size(1), network: loaded.network, paths: paths !== undefined, skipped };
-    } finally {
-      f.features.dispose(); idx.dispose(); lab.dispose();
-    }
+    const skipped = skippedList(f.skipped);
+    const classNames = ds.classNames?.length ? [...ds.classNames] : undefined;
+    const meta: Record<string, string> = {
+      format: EMBEDDINGS_FORMAT, data: ds.spec, checkpoint: file, network, pooling, skipped: JSON.stringify(skipped),
+      normalisation: JSON.stringify(f.norm), ...(classNames ? { class_names: JSON.stringify(classNames) } : {}),
+    };
+    const paths = ds.paths;
+    if (paths) meta['paths'] = JSON.stringify(Array.from(f.indices, (i) => paths[i]!));
+    mkdirSync(dirname(out), { recursive: true });
+    checkOut(out, o.force ?? false); // again: the file may have appeared meanwhile
+    saveTensors(out, { embeddings: f.features, indices: idx, labels: lab }, meta);
+    return {
+      out, n: f.features.size(0), dim: f.features.size(1), network, paths: paths !== undefined, skipped,
+      ...(classNames ? { classNames } : {}), normalisation: f.norm,
+    };
   } finally {
-    enc.dispose();
+    f.features.dispose(); idx.dispose(); lab.dispose();
   }
 }

@@ -20,10 +20,28 @@ import { resolveCheckpointDir, readCheckpointState } from '../method/checkpoint.
 import { loadTensors } from '../io/tensors.js';
 import { loadConfigFile, resolveConfig, encoderConfig, type PretrainConfig } from '../config.js';
 
-export type EncoderChoice = 'auto' | 'target_encoder' | 'encoder';
+/**
+ * Which encoder of a checkpoint: 'target' (the EMA target encoder, what JEPA papers evaluate),
+ * 'online' (the encoder that received gradients; VICReg's only one), or 'auto' (target when there is
+ * one, else online). 'target_encoder' and 'encoder', the file stems, are accepted as aliases.
+ */
+export type EncoderChoice = 'auto' | 'target' | 'online' | 'target_encoder' | 'encoder';
+
+/** The canonical name of an encoder choice ('target_encoder' -> 'target', 'encoder' -> 'online'); throws on anything else. */
+export function encoderChoice(which: string | undefined): 'auto' | 'target' | 'online' {
+  switch (which ?? 'auto') {
+    case 'auto': return 'auto';
+    case 'target': case 'target_encoder': return 'target';
+    case 'online': case 'encoder': return 'online';
+    default: throw new Error(`unknown encoder '${which}' (expected target, online or auto)`);
+  }
+}
+
+/** The file stem of a (non-auto) encoder choice in checkpoints. */
+const STEM = { target: 'target_encoder', online: 'encoder' } as const;
 
 export interface LoadEncoderOptions {
-  /** Which network of a checkpoint directory: 'auto' (default) = target_encoder, else encoder. */
+  /** Which network of a checkpoint directory: 'auto' (default) = target, else online (see EncoderChoice). */
   which?: EncoderChoice;
   /** Architecture source for a bare .safetensors file: a pretrain config (YAML/JSON), state.json or config.json. */
   config?: string;
@@ -149,13 +167,13 @@ export function loadEncoderFromCheckpoint(path: string, o: LoadEncoderOptions = 
   const isFile = statSync(abs).isFile();
   if (isFile && !abs.endsWith('.safetensors')) return loadEncoderFromTorchFile(abs, o);
   const dir = resolveCheckpointDir(abs);
-  const which = o.which ?? 'auto';
+  const which = encoderChoice(o.which);
   let file: string;
   if (isFile) {
     file = abs;
   } else {
     const target = join(dir, 'target_encoder.safetensors'), online = join(dir, 'encoder.safetensors');
-    if (which === 'target_encoder' || (which === 'auto' && existsSync(target))) file = target;
+    if (which === 'target' || (which === 'auto' && existsSync(target))) file = target;
     else file = online;
     if (!existsSync(file)) {
       throw new Error(`checkpoint '${dir}' has no ${basename(file)}` + (which === 'auto' ? ' (nor target_encoder.safetensors)' : ''));
@@ -186,7 +204,8 @@ export function loadEncoderFromCheckpoint(path: string, o: LoadEncoderOptions = 
 function loadEncoderFromTorchFile(file: string, o: LoadEncoderOptions): LoadedEncoder {
   const ck = openTorchCheckpoint(file);
   try {
-    const network = pickEncoderNetwork(ck, o.which ?? 'auto');
+    const which = encoderChoice(o.which);
+    const network = pickEncoderNetwork(ck, which === 'auto' ? 'auto' : STEM[which]);
     const refused = ck.refused.length ? `the file names globals outside the allow-list, never run: ${ck.refused.join(', ')}` : '';
     if (ck.skipped.length) o.onMessage?.(`${file}: not read: ${ck.skipped.join(', ')}${refused ? ` (${refused})` : ''}`);
     else if (refused) o.onMessage?.(`${file}: ${refused}`);

@@ -225,7 +225,8 @@ function prepare(tensors: Record<string, RawTensor>, metadata?: Record<string, s
  * Tensors are stored in reference order (descending dtype alignment, then name), not in
  * the record's insertion order.
  */
-export function encodeSafetensors(tensors: Record<string, RawTensor>, metadata?: Record<string, string>): Buffer {
+/** The file's bytes (a Node Buffer at run time; typed as Uint8Array so the .d.ts needs no @types/node). */
+export function encodeSafetensors(tensors: Record<string, RawTensor>, metadata?: Record<string, string>): Uint8Array {
   const p = prepare(tensors, metadata);
   const out = Buffer.allocUnsafe(p.header.length + p.dataBytes);
   p.header.copy(out, 0);

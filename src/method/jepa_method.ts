@@ -1,6 +1,6 @@
 // I-JEPA and C-JEPA as a training method: context encoder + EMA target encoder + predictor, multi-block
 // masks, and (C-JEPA) the VICReg regulariser at its configured placement. I-JEPA is betaVicreg = 0.
-import { Tensor, tensor, cat } from '../tensor/index.js';
+import { Tensor, tensor, cat, onDefaultDevice } from '../tensor/index.js';
 import { VisionTransformer, gridOf } from '../nn/vit.js';
 import { Predictor } from '../nn/predictor.js';
 import { Expander } from '../nn/expander.js';
@@ -59,7 +59,7 @@ export class JepaMethod implements TrainingMethod {
 
   forward(batch: Batch): Record<string, Tensor> {
     // two views: one batch of 2B images (view 1 of every image, then view 2), each with its own masks
-    const images = this.twoViews ? cat(batch.views.map((v) => tensor(v, batch.shape)), 0) : tensor(batch.views[0]!, batch.shape);
+    const images = this.twoViews ? cat(batch.views.map((v) => tensor(v, batch.shape, onDefaultDevice())), 0) : tensor(batch.views[0]!, batch.shape, onDefaultDevice());
     const masks = maskTensors(this.sampler.sample(images.size(0)));
     const projector = this.projector ? (x: Tensor) => this.projector!.forward(x) : undefined;
     const t = jepaForward({ encoder: this.encoder, targetEncoder: this.targetEncoder, predictor: this.predictor }, images, masks.ctx, masks.tgt, this.options, undefined, projector);

@@ -28,6 +28,30 @@ export interface WarmupCosineConfig {
   totalSteps: number; // T: total iterations of the schedule (official T_max argument)
 }
 
+/** Warmup longer than this fraction of the run is scaled down (to WARMUP_CAP_FRACTION of it). */
+export const WARMUP_MAX_FRACTION = 0.25;
+export const WARMUP_CAP_FRACTION = 0.1;
+
+export interface ScaledWarmup {
+  /** Warmup steps used. */
+  steps: number;
+  /** Warmup steps the config asked for (warmupEpochs x steps per epoch). */
+  configured: number;
+  /** Whether the configured warmup was cut to fit the run. */
+  capped: boolean;
+}
+
+/**
+ * Warmup scaled to the run: the configured warmup (warmupEpochs x steps per epoch), unless it exceeds
+ * 25 % of the run's steps, then 10 % of them (at least 1 step). A short run (`--epochs 1` with one
+ * warmup epoch) would otherwise be all warmup and its learning rate would never decay.
+ */
+export function scaledWarmup(warmupEpochs: number, stepsPerEpoch: number, totalSteps: number): ScaledWarmup {
+  const configured = Math.round(warmupEpochs * stepsPerEpoch);
+  if (configured <= WARMUP_MAX_FRACTION * totalSteps) return { steps: configured, configured, capped: false };
+  return { steps: Math.max(1, Math.min(configured, Math.round(WARMUP_CAP_FRACTION * totalSteps))), configured, capped: true };
+}
+
 /** Linear warmup startLr -> refLr, then cosine refLr -> finalLr over totalSteps - warmupSteps. */
 export class WarmupCosineSchedule {
   readonly config: Readonly<WarmupCosineConfig>;

@@ -1,6 +1,6 @@
 // One forward pass + loss of each method, given a batch and (for JEPA methods) its masks. The trainer
 // calls these, then backward, AdamW and EMA; the PyTorch parity tests call them on fixed weights.
-import { Tensor, tensor, tidy, noGrad, F } from '../tensor/index.js';
+import { Tensor, tensor, tidy, noGrad, F, onDefaultDevice } from '../tensor/index.js';
 import { VisionTransformer, applyMasks } from '../nn/vit.js';
 import { Predictor, repeatInterleaveBatch } from '../nn/predictor.js';
 import { Expander } from '../nn/expander.js';
@@ -13,7 +13,7 @@ export function maskTensors(m: MaskBatch): { ctx: Tensor[]; tgt: Tensor[] } {
     const L = rows[0]!.length;
     const flat = new BigInt64Array(rows.length * L);
     rows.forEach((r, i) => { for (let k = 0; k < L; k++) flat[i * L + k] = BigInt(r[k]!); });
-    return tensor(flat, [rows.length, L]);
+    return tensor(flat, [rows.length, L], onDefaultDevice());
   };
   return { ctx: [toT(m.context)], tgt: m.targets.map(toT) };
 }

@@ -1,20 +1,20 @@
 // The pretraining loop for C-JEPA, I-JEPA and VICReg. Reads top to bottom: data, networks, optimiser
 // and schedules, resume, then per step: masks -> forward -> loss -> backward -> AdamW -> EMA, with
 // metrics, collapse monitors and atomic checkpoints.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Tensor, tensor, tidy, noGrad, cat, setNumThreads, manualSeed, Generator, liveTensors } from '../tensor/index.js';
+import { Tensor, tensor, tidy, noGrad, cat, setNumThreads, manualSeed, Generator, liveTensors, onDefaultDevice } from '../tensor/index.js';
 import type { VisionTransformer } from '../nn/vit.js';
 import type { Predictor } from '../nn/predictor.js';
 import type { Expander } from '../nn/expander.js';
 import type { Module } from '../nn/module.js';
-import { type PretrainConfig, validateConfig } from '../config.js';
+import { type PretrainConfig, validateConfig, architectureConflict } from '../config.js';
 import { openDatasets, DataLoader, evalTransform, type Dataset, type Batch } from '../data/index.js';
-import { WarmupCosineSchedule, CosineWDSchedule } from './schedulers.js';
+import { WarmupCosineSchedule, CosineWDSchedule, scaledWarmup, WARMUP_MAX_FRACTION } from './schedulers.js';
 import { AdamW, ijepaParamGroups, clipGradNorm } from './optim.js';
-import { createMethod } from './training_method.js';
+import { createMethod, lossFormula } from './training_method.js';
 import { saveCheckpoint, hasCheckpoint, resolveIntactCheckpoint, readCheckpointState, loadNet, type CheckpointState } from './checkpoint.js';
-import { acquireRunLock, type RunLock } from './run_lock.js';
+import { acquireRunLock, LOCK_FILE, type RunLock } from './run_lock.js';
 import { collapseStats, collapseVerdict, type CollapseStats } from './monitors.js';
 import { writeLineChartPng } from '../util/plot.js';
 
@@ -43,8 +43,24 @@ export interface MonitorLog extends CollapseStats {
   online?: CollapseStats;
 }
 
+/** What a run is about to do, told once before the first step (progress display). */
+export interface RunStart {
+  /** The step training starts from (> 0 after a resume): ETAs count from here. */
+  startStep: number;
+  totalSteps: number;
+  stepsPerEpoch: number;
+  /** Warmup steps used, and whether the configured warmup was cut to fit the run (scaledWarmup). */
+  warmupSteps: number;
+  warmupCapped: boolean;
+  /** How the loss is made of the logged terms, e.g. 'loss = jepa + 0.001·vicreg (vicreg = 25·inv + 25·var + 1·cov)'. */
+  loss: string;
+}
+
 export interface PretrainOptions {
+  /** Continue the run in config.out from its newest intact checkpoint (refused when out holds no run). */
   resume?: boolean;
+  /** Called once before the first step. */
+  onStart?: (s: RunStart) => void;
   /** Called after each logged step and each monitor (progress display). */
   onLog?: (l: StepLog | MonitorLog, totalSteps: number) => void;
   onMessage?: (msg: string) => void;
@@ -76,13 +92,26 @@ async function monitorEmbeddings(enc: VisionTransformer, loader: DataLoader, n: 
   const rows: Tensor[] = [];
   let got = 0;
   for await (const b of loader.epoch(0)) {
-    rows.push(noGrad(() => tidy(() => enc.forward(tensor(b.views[0]!, b.shape)).mean(1))));
+    rows.push(noGrad(() => tidy(() => enc.forward(tensor(b.views[0]!, b.shape, onDefaultDevice())).mean(1))));
     got += b.shape[0];
     if (got >= n) break;
   }
   const all = tidy(() => cat(rows, 0).narrow(0, 0, Math.min(n, got)));
   rows.forEach((r) => r.dispose());
   return all;
+}
+
+/**
+ * Refuses a resume of a directory that holds no run (missing, or without config.json, latest.json and a
+ * run lock), in one line suggesting to drop --resume. A run killed before its first checkpoint is
+ * resumable (from step 0); a run still starting (its lock taken) is refused by the lock, naming its PID.
+ */
+export function checkResumable(out: string): void {
+  if (!existsSync(out)) throw new Error(`--resume: '${out}' does not exist, so there is no run to continue; drop --resume to start a new run`);
+  if (!hasCheckpoint(out) && !existsSync(join(out, 'config.json')) && !existsSync(join(out, LOCK_FILE))) {
+    const what = readdirSync(out).length === 0 ? 'is empty' : 'holds no run (no config.json, no checkpoint)';
+    throw new Error(`--resume: '${out}' ${what}; drop --resume to start a new run there`);
+  }
 }
 
 /** Pretrains; one writer per run directory (run_lock.ts): the lock is held from the first write to the return. */
@@ -98,6 +127,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   if (!o.resume && hasCheckpoint(out)) {
     throw new Error(`'${out}' already holds a run (latest.json); pass --resume to continue it or choose another --out`);
   }
+  if (o.resume) checkResumable(out);
   mkdirSync(out, { recursive: true });
   held.push(acquireRunLock(out)); // a second writer (pretrain or resume) is refused, naming the holder
   if (cfg.threads > 0) setNumThreads(cfg.threads);
@@ -123,7 +153,8 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   const opt = new AdamW(ijepaParamGroups(named), { betas: cfg.optim.betas, eps: cfg.optim.eps });
   const ipe = loader.stepsPerEpoch;
   const total = cfg.optim.steps > 0 ? cfg.optim.steps : Math.max(1, Math.round(cfg.optim.epochs * ipe));
-  const warmup = Math.min(total, Math.round(cfg.optim.warmupEpochs * ipe));
+  const wu = cfg.optim.scaleWarmup ? scaledWarmup(cfg.optim.warmupEpochs, ipe, total) : null;
+  const warmup = Math.min(total, wu ? wu.steps : Math.round(cfg.optim.warmupEpochs * ipe));
   const lrs = new WarmupCosineSchedule({ warmupSteps: warmup, startLr: cfg.optim.startLr, refLr: cfg.optim.lr, finalLr: cfg.optim.finalLr, totalSteps: Math.round(cfg.optim.ipeScale * total) });
   const wds = new CosineWDSchedule({ refWd: cfg.optim.weightDecay, finalWd: cfg.optim.finalWeightDecay, totalSteps: Math.max(1, Math.round(cfg.optim.ipeScale * total)) });
   const globalGen = Generator.default();
@@ -134,10 +165,8 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   if (o.resume && hasCheckpoint(out)) {
     const dir = resolveIntactCheckpoint(out, say); // a damaged newest checkpoint: the newest intact one, with a warning
     const st = readCheckpointState(dir);
-    const old = st.config as PretrainConfig;
-    if (old.method !== cfg.method || old.model.name !== cfg.model.name || old.model.imgSize !== cfg.model.imgSize || old.model.patch !== cfg.model.patch) {
-      throw new Error(`--resume: the checkpoint in '${out}' is a ${old.method} ${old.model.name} run; the config asks for ${cfg.method} ${cfg.model.name}`);
-    }
+    const clash = architectureConflict(st.config as PretrainConfig, cfg, out);
+    if (clash) throw new Error(clash);
     tidy(() => {
       for (const [stem, net] of Object.entries(method.networks)) net.loadStateDict(loadNet(dir, stem));
       opt.loadStateTensors(loadNet(dir, 'optimizer'), st.optimizerStep);
@@ -151,8 +180,9 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
       writeFileSync(metricsPath, kept.map((l) => l + '\n').join(''));
     }
     say(`resumed from ${dir} at step ${step} (epoch ${epoch})`);
-  } else if (existsSync(metricsPath)) {
-    writeFileSync(metricsPath, '');
+  } else {
+    if (o.resume) say(`no checkpoint in '${out}' yet: starting the run from step 0`);
+    if (existsSync(metricsPath)) writeFileSync(metricsPath, '');
   }
   writeFileSync(join(out, 'config.json'), JSON.stringify(cfg, null, 2));
 
@@ -180,6 +210,11 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   };
 
   // ---------------------------------------------------------------- the loop
+  if (wu?.capped) {
+    say(`warmup: ${warmup} steps (the configured ${wu.configured} = ${cfg.optim.warmupEpochs} epoch(s) would be over ` +
+      `${Math.round(WARMUP_MAX_FRACTION * 100)} % of this ${total}-step run; --set optim.scaleWarmup=false keeps it)`);
+  }
+  o.onStart?.({ startStep: step, totalSteps: total, stepsPerEpoch: ipe, warmupSteps: warmup, warmupCapped: wu?.capped ?? false, loss: lossFormula(cfg) });
   const t0 = Date.now();
   let lastCkpt: string | null = null;
   let finalLoss = NaN;
@@ -212,6 +247,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
         if (cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery === 0) await monitor();
         if (step % cfg.log.checkpointEvery === 0 && step < total) lastCkpt = checkpoint();
         if (o.killAfterSteps !== undefined && step >= o.killAfterSteps) { killed = true; break outer; }
+        if (o.signal) await new Promise((r) => setImmediate(r)); // let a signal handler run (a synchronous loader never yields to it)
         if (o.signal?.aborted) { lastCkpt = checkpoint(); say(`stopped at step ${step}; checkpoint ${lastCkpt}`); killed = true; break outer; }
       }
       if (step < total) { epoch++; stepInEpoch = 0; }
@@ -219,7 +255,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
     if (!killed) {
       if (cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery !== 0) await monitor();
       lastCkpt = checkpoint();
-      await writePlots(out);
+      await writePlots(out, cfg);
     }
   } finally {
     await loader.close();
@@ -248,8 +284,8 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   }
 }
 
-/** loss.png and monitors.png from metrics.jsonl. */
-export async function writePlots(out: string): Promise<void> {
+/** loss.png and rankme.png from metrics.jsonl (the loss formula in the title when `cfg` is given). */
+export async function writePlots(out: string, cfg?: PretrainConfig): Promise<void> {
   const p = join(out, 'metrics.jsonl');
   if (!existsSync(p)) return;
   const lines = readFileSync(p, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as StepLog | MonitorLog);
@@ -259,7 +295,7 @@ export async function writePlots(out: string): Promise<void> {
     const keys = ['loss', ...Object.keys(steps[0]!.terms)];
     await writeLineChartPng(join(out, 'loss.png'), keys.map((k) => ({
       name: k, x: steps.map((s) => s.step), y: steps.map((s) => (k === 'loss' ? s.loss : s.terms[k]!)),
-    })), { title: 'Training loss', xLabel: 'step', yLabel: 'value', logY: true });
+    })), { title: `Training loss${cfg ? `: ${lossFormula(cfg).split(' (')[0]}` : ''}`, xLabel: 'step', yLabel: 'value', logY: true });
   }
   if (mons.length > 1) {
     const x = mons.map((m) => m.step);

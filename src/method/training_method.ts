@@ -34,6 +34,21 @@ export interface TrainingMethod {
 import { JepaMethod } from './jepa_method.js';
 import { VicregMethod } from './vicreg_method.js';
 
+/** A number as a weight: 0.001, 25, 1e-4. */
+const w = (x: number) => String(+x.toPrecision(4));
+
+/**
+ * How a method's loss is made of the terms it logs, for people: 'loss = jepa + 0.001·vicreg (vicreg =
+ * 25·inv + 25·var + 1·cov, on context)' for C-JEPA, 'loss = jepa' for I-JEPA, '25·inv + 25·var + 1·cov' for VICReg.
+ */
+export function lossFormula(cfg: PretrainConfig): string {
+  const vic = (v: { inv: number; var: number; cov: number }) => `${w(v.inv)}·inv + ${w(v.var)}·var + ${w(v.cov)}·cov`;
+  if (cfg.method === 'vicreg') return `loss = ${vic(cfg.vicreg)}`;
+  const dist = cfg.loss.distance === 'l2' ? 'L2' : 'smooth L1';
+  if (cfg.method === 'ijepa' || cfg.cjepa.betaVicreg === 0) return `loss = jepa (${dist} to the target encoder's blocks)`;
+  return `loss = jepa + ${w(cfg.cjepa.betaVicreg)}·vicreg (jepa: ${dist}; vicreg = ${vic(cfg.cjepa)}, placement ${cfg.cjepa.placement})`;
+}
+
 /** The training method of a config: I-JEPA / C-JEPA (JepaMethod) or VICReg (VicregMethod). */
 export function createMethod(cfg: PretrainConfig, channels: number): TrainingMethod {
   return cfg.method === 'vicreg' ? new VicregMethod(cfg, channels) : new JepaMethod(cfg, channels);

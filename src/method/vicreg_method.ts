@@ -1,5 +1,5 @@
 // VICReg as a training method: one encoder, an expander, two augmented views, the VICReg loss.
-import { Tensor, tensor } from '../tensor/index.js';
+import { Tensor, tensor, onDefaultDevice } from '../tensor/index.js';
 import { VisionTransformer } from '../nn/vit.js';
 import { Expander } from '../nn/expander.js';
 import type { Module } from '../nn/module.js';
@@ -27,7 +27,7 @@ export class VicregMethod implements TrainingMethod {
   get onlineEncoder(): VisionTransformer { return this.encoder; }
 
   forward(batch: Batch): Record<string, Tensor> {
-    const v1 = tensor(batch.views[0]!, batch.shape), v2 = tensor(batch.views[1]!, batch.shape);
+    const v1 = tensor(batch.views[0]!, batch.shape, onDefaultDevice()), v2 = tensor(batch.views[1]!, batch.shape, onDefaultDevice());
     return { ...vicregForward(this.encoder, this.expander, v1, v2, this.cfg.vicreg) };
   }
   afterUpdate(): null { return null; }

@@ -12,11 +12,16 @@ export const runtime = {
 
 /** Sets the device used by creators and models when none is given ('cpu' or 'cuda[:n]'). */
 export function setDefaultDevice(device: string): void {
+  if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new Error(`unknown device '${device}' (expected cpu, cuda or cuda:N)`);
   if (device.startsWith('cuda') && !native.cudaAvailable()) {
     throw new Error(`device '${device}' requested but this libtorch has no CUDA (build against a CUDA libtorch: see README)`);
   }
-  if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new Error(`unknown device '${device}' (expected cpu, cuda or cuda:N)`);
   runtime.defaultDevice = device;
+}
+
+/** Creation options that put host data (a batch, mask indices) on the default device; none on the CPU. */
+export function onDefaultDevice(): { device?: string } {
+  return runtime.defaultDevice === 'cpu' ? {} : { device: runtime.defaultDevice };
 }
 
 export function cudaAvailable(): boolean {

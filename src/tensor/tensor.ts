@@ -9,6 +9,12 @@ export type Shape = readonly number[];
 export type Reduction = 'mean' | 'sum' | 'none';
 type TN = Tensor | number;
 
+// The published .d.ts must type-check in a consumer whose `lib` lacks esnext.disposable (a default
+// tsconfig): declare Symbol.dispose as the lib does (identical declarations merge).
+declare global {
+  interface SymbolConstructor { readonly dispose: unique symbol }
+}
+
 const sym = Symbol as unknown as { dispose?: symbol };
 /** `Symbol.dispose` (polyfilled on Node 20) so `using t = ...` releases a tensor at block end. */
 export const disposeSymbol: symbol = sym.dispose ?? ((Symbol as unknown as { dispose: symbol }).dispose = Symbol.for('Symbol.dispose'));
