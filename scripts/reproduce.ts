@@ -128,7 +128,7 @@ async function main(): Promise<void> {
 
   // ------------------------------------------------------------ runs
   const runs: { name: string; cfg: PretrainConfig }[] = [];
-  for (const m of a.methods!.split(',')) runs.push({ name: m, cfg: presetConfig(m as PretrainConfig['method'], join(a['runs-dir']!, `${a.prefix}${m}`)) });
+  for (const m of a.methods!.split(',').filter(Boolean)) runs.push({ name: m, cfg: presetConfig(m as PretrainConfig['method'], join(a['runs-dir']!, `${a.prefix}${m}`)) });
   if (a.ablation) {
     for (const placement of ['block-pair', 'patch', 'context'] as const) {
       for (const beta of [0.001, 0.01, 0.1, 1]) {
@@ -232,7 +232,8 @@ function trainingLog(out: string): { last?: Record<string, number>; timeS: numbe
   return { last: lastStep?.terms, timeS: lastStep?.time_s ?? NaN, rankme: monitors.map((m) => ({ step: m.step, rankme: m.rankme })) };
 }
 
-const pct = (x: number | undefined) => (x === undefined ? '–' : (100 * x).toFixed(1));
+const pct = (x: number | undefined | null) => (x === undefined || x === null || Number.isNaN(x) ? '–' : (100 * x).toFixed(1));
+const rm = (r: Row) => `${r.rankme.toFixed(1)} / ${r.rankmeCentred === undefined ? '–' : r.rankmeCentred.toFixed(1)}`;
 
 async function report(rows: Row[], floors: Row[], wall: Record<string, number>, runs: { name: string; cfg: PretrainConfig }[]): Promise<void> {
   writeFileSync(join(outDir, 'results.json'), JSON.stringify({ args: a, floors, rows, wall_s: wall }, null, 2));
@@ -244,12 +245,12 @@ async function report(rows: Row[], floors: Row[], wall: Record<string, number>, 
     'CIFAR-10 CPU preset (ViT 192 dim / 6 blocks / 3 heads, patch 4, predictor 96 / 2 blocks, unbiased masks), seed ' + seed + '. ' +
     'Evaluated on the seeded 5,000-image validation split: frozen target-encoder features (encoder for VICReg), mean-pooled; ' +
     'k-NN (cosine, T = 0.07); linear probe (standardised features, L2 sweep on a held-out 20 % of train). RankMe on the validation embeddings (of 192).', '',
-    '| run | step | epochs | k-NN@20 | k-NN@200 | linear | RankMe | wall time |', '|---|---|---|---|---|---|---|---|',
-    ...floors.map((f) => `| ${f.run} (floor) | – | – | ${pct(f.knn20)} | ${pct(f.knn200)} | ${pct(f.linear)} | ${f.rankme.toFixed(1)} | – |`),
-    ...[...last.values()].map((r) => `| ${r.run} | ${r.step} | ${r.epoch.toFixed(2)} | ${pct(r.knn20)} | ${pct(r.knn200)} | ${pct(r.linear)} | ${r.rankme.toFixed(1)} | ${((r.wallS ?? NaN) / 60).toFixed(0)} min |`),
+    '| run | step | epochs | k-NN@20 | k-NN@200 | linear | RankMe (uncentred / centred) | wall time |', '|---|---|---|---|---|---|---|---|',
+    ...floors.map((f) => `| ${f.run} (floor) | – | – | ${pct(f.knn20)} | ${pct(f.knn200)} | ${pct(f.linear)} | ${rm(f)} | – |`),
+    ...[...last.values()].map((r) => `| ${r.run} | ${r.step} | ${r.epoch.toFixed(2)} | ${pct(r.knn20)} | ${pct(r.knn200)} | ${pct(r.linear)} | ${rm(r)} | ${((r.wallS ?? NaN) / 60).toFixed(0)} min |`),
     ...ablationSection(rows, runs),
-    '', '## Every evaluated checkpoint', '', '| run | step | k-NN@20 | k-NN@200 | linear | RankMe |', '|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.run} | ${r.step} | ${pct(r.knn20)} | ${pct(r.knn200)} | ${pct(r.linear)} | ${r.rankme.toFixed(1)} |`),
+    '', '## Every evaluated checkpoint', '', '| run | step | k-NN@20 | k-NN@200 | linear | RankMe (uncentred / centred) |', '|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.run} | ${r.step} | ${pct(r.knn20)} | ${pct(r.knn200)} | ${pct(r.linear)} | ${rm(r)} |`),
     '', '![k-NN accuracy](knn.png)', '', '![RankMe](rankme.png)', '',
     '## Commands', '', '```sh', `npm run reproduce -- ${process.argv.slice(2).join(' ')}`, '```', '',
   ];
@@ -282,7 +283,7 @@ function ablationSection(rows: Row[], runs: { name: string; cfg: PretrainConfig 
     const r = last(name);
     const run = runs.find((x) => x.name === name);
     const t = run && existsSync(join(run.cfg.out, 'metrics.jsonl')) ? trainingLog(run.cfg.out).last : undefined;
-    return r ? `${pct(r.knn20)} / ${r.rankme.toFixed(1)} / ${t?.var !== undefined ? t.var.toFixed(2) : '–'}` : 'not run';
+    return r ? `${pct(r.knn20)} / ${rm(r)} / ${t?.var !== undefined ? t.var.toFixed(2) : '–'}` : 'not run';
   };
   return [
     '', '## Ablation: beta_vicreg x placement (last checkpoint)', '',
