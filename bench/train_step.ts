@@ -23,6 +23,7 @@ const { values: a } = parseArgs({ options: {
 } });
 const B = Number(a.batch), steps = Number(a.steps), warmup = Number(a.warmup), threads = Number(a.threads);
 T.setNumThreads(threads);
+if (process.env.BENCH_BF16 === '1') T.setPrecision('bf16');
 const cfg = resolveConfig(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'configs', 'cifar10-cpu.yaml'), { method: a.method, optim: { batch: B } });
 const nets = buildNetworks(cfg, 3);
 const opt = new AdamW(ijepaParamGroups([...nets.encoder.namedParameters('encoder.'), ...nets.predictor!.namedParameters('predictor.')]));
@@ -53,7 +54,7 @@ function pytorch(): number[] {
     saveTensors(join(dir, 'in.safetensors'), inp);
     const m = cfg.model;
     const pcfg = {
-      threads, warmup, steps, beta_vicreg: betaVicreg, n_targets: mk.tgt.length,
+      threads, warmup, steps, bf16: process.env.BENCH_BF16 === '1', beta_vicreg: betaVicreg, n_targets: mk.tgt.length,
       encoder: { img_size: m.imgSize, patch_size: m.patch, in_chans: 3, embed_dim: 192, depth: m.depth, num_heads: 3 },
       predictor: { num_patches: 64, embed_dim: 192, predictor_embed_dim: cfg.predictor.embedDim, depth: cfg.predictor.depth, num_heads: cfg.predictor.numHeads },
     };

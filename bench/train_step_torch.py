@@ -24,15 +24,16 @@ mpred = [inp[f'masks_pred.{i}'] for i in range(cfg['n_targets'])]
 times = []
 for it in range(cfg['warmup'] + cfg['steps']):
     t0 = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=bool(cfg.get('bf16'))):
         h = tgt(imgs)
         h = F.layer_norm(h, (h.size(-1),))
         h = R.repeat_interleave_batch(R.apply_masks(h, mpred), len(imgs), repeat=1)
-    ctx = enc(imgs, menc)
-    z = pred(ctx, menc, mpred)
-    loss = F.smooth_l1_loss(z, h)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bool(cfg.get('bf16'))):
+        ctx = enc(imgs, menc)
+        z = pred(ctx, menc, mpred)
+    loss = F.smooth_l1_loss(z.float(), h.float())
     if cfg['beta_vicreg'] > 0:
-        loss = loss + cfg['beta_vicreg'] * R.cjepa_regulariser(z, ctx, len(mpred), 'block-pair', dict(inv=25, var=25, cov=1))['loss']
+        loss = loss + cfg['beta_vicreg'] * R.cjepa_regulariser(z.float(), ctx.float(), len(mpred), 'block-pair', dict(inv=25, var=25, cov=1))['loss']
     loss.backward()
     opt.step()
     opt.zero_grad()

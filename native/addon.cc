@@ -3,6 +3,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
 #include <cstring>
 #include <sstream>
@@ -384,6 +385,35 @@ static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- mixed precision: libtorch's autocast, the same state torch.autocast sets (thread-local, so it
+// covers ops called from this thread). enter(device, dtype) returns whether it was already on;
+// exit(device, wasOn) restores that and drops the cast-weight cache when the outermost region ends
+// (the cache holds bf16 copies of weights the optimiser is about to change).
+static Napi::Value AutocastEnter(const Napi::CallbackInfo& info) {
+  bool cuda = S(info, 0) == "cuda";
+  at::ScalarType dt = DT(info, 1);
+  TORCH_CHECK(dt == at::kBFloat16 || dt == at::kHalf, "autocast dtype must be bfloat16 or float16, got ", dt);
+  bool was = cuda ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+  if (cuda) {
+    at::autocast::set_autocast_gpu_dtype(dt);
+    at::autocast::set_enabled(true);
+  } else {
+    TORCH_CHECK(dt == at::kBFloat16, "CPU autocast supports bfloat16 only");
+    at::autocast::set_autocast_cpu_dtype(dt);
+    at::autocast::set_cpu_enabled(true);
+  }
+  at::autocast::increment_nesting();
+  return Napi::Boolean::New(info.Env(), was);
+}
+static Napi::Value AutocastExit(const Napi::CallbackInfo& info) {
+  bool cuda = S(info, 0) == "cuda";
+  bool was = B(info, 1);
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (cuda) at::autocast::set_enabled(was);
+  else at::autocast::set_cpu_enabled(was);
+  return info.Env().Undefined();
+}
+
 // ---- threads
 static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   int64_t n = I(info, 0);
@@ -430,6 +460,8 @@ void RegisterCore(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "generatorSetState", GeneratorSetState);
   Def(env, exports, "defaultGenerator", DefaultGenerator);
   Def(env, exports, "manualSeed", ManualSeed);
+  Def(env, exports, "autocastEnter", AutocastEnter);
+  Def(env, exports, "autocastExit", AutocastExit);
   Def(env, exports, "setNumThreads", SetNumThreads);
   Def(env, exports, "getNumThreads", GetNumThreads);
   Def(env, exports, "parallelInfo", ParallelInfo);

@@ -15,6 +15,8 @@ export interface PretrainConfig {
   seed: number;
   threads: number;              // libtorch intra-op threads, 0 = all cores
   workers: number;              // data-loader worker threads
+  /** compute precision of the network forwards: fp32, bf16 (autocast; weights, optimiser and losses stay fp32), auto */
+  precision: 'fp32' | 'bf16' | 'auto';
   model: {
     name: string;               // vit_tiny ... vit_giant
     patch: number;
@@ -76,6 +78,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   seed: 0,
   threads: 0,
   workers: 1,
+  precision: 'fp32',
   model: { name: 'vit_tiny', patch: 4, imgSize: 32, depth: 6, embedDim: undefined, numHeads: undefined },
   predictor: { embedDim: 96, depth: 2, numHeads: 3 },
   masks: {
@@ -153,6 +156,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   num('seed', c.seed, { int: true, min: 0 });
   num('threads', c.threads, { int: true, min: 0 });
   num('workers', c.workers, { int: true, min: 0, max: 64 });
+  if (!['fp32', 'bf16', 'auto'].includes(c.precision)) fail('precision', `must be fp32, bf16 or auto, got '${String(c.precision)}'`);
   if (!Object.hasOwn(VIT_SIZES, c.model.name)) fail('model.name', `must be one of ${Object.keys(VIT_SIZES).join(', ')}, got '${c.model.name}'`);
   num('model.patch', c.model.patch, { int: true, min: 1 });
   num('model.imgSize', c.model.imgSize, { int: true, min: 1 });

@@ -6,7 +6,7 @@ import { intArg, floatArg, usageHints } from './args.js';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DATA_SPEC_HELP, defaultWorkers } from '../data/index.js';
-import { setNumThreads, setDefaultDevice } from '../tensor/index.js';
+import { setNumThreads, setDefaultDevice, setPrecision, type Precision } from '../tensor/index.js';
 import { evaluateCheckpoint, embedDataset, PROTOCOLS, type Protocol, type EvalReport } from '../eval/index.js';
 import type { Pooling } from '../eval/features.js';
 import { encoderChoice } from '../eval/load_encoder.js';
@@ -34,7 +34,7 @@ const floatList = (name: string) => (v: string): number[] => {
 interface CommonFlags {
   checkpoint: string; data: string; batch?: number; pooling: Pooling; encoder: string; config?: string; heads?: number;
   model?: string; // torch.save checkpoints (src/cli/convert.ts)
-  workers?: number; threads?: number; device?: string; json?: boolean;
+  workers?: number; threads?: number; device?: string; precision?: string; json?: boolean;
 }
 interface EvalFlags extends CommonFlags {
   valData?: string; valSplit?: number; protocol: Protocol[]; seed: number; k: number[]; temperature: number;
@@ -55,12 +55,14 @@ function common(c: Command): Command {
     .option('--workers <n>', 'data-loader worker threads (0 = in-process)', int('--workers', 0), defaultWorkers())
     .option('--threads <n>', 'libtorch threads (default: all cores)', int('--threads'))
     .option('--device <d>', 'cpu, cuda or cuda:N (default cpu)')
+    .option('--precision <p>', 'fp32 (default), bf16 (autocast) or auto (bf16 where the hardware runs it natively)', 'fp32')
     .option('--json', 'print one JSON object on stdout (messages go to stderr)');
 }
 
 function setup(f: CommonFlags): void {
   if (f.threads !== undefined) setNumThreads(f.threads);
   if (f.device) setDefaultDevice(f.device);
+  if (f.precision !== undefined) setPrecision(f.precision as Precision | 'auto');
 }
 
 const pct = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '-' : `${(100 * x).toFixed(2)}%`);

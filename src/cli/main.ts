@@ -10,7 +10,7 @@ import { CJEPA_PLACEMENTS } from '../method/losses.js';
 import { resolveConfig, resumeConfig, architectureConflict, configDiff, type PretrainConfig } from '../config.js';
 import { pretrain, checkResumable } from '../method/trainer.js';
 import { DATA_SPEC_HELP } from '../data/index.js';
-import { setDefaultDevice } from '../tensor/index.js';
+import { setDefaultDevice, setPrecision } from '../tensor/index.js';
 import { registerEvalCommands } from './eval_commands.js';
 import { registerConvertCommand } from './convert.js';
 import { finalKnn } from './final_eval.js';
@@ -37,7 +37,7 @@ interface PretrainFlags {
   config?: string; method?: string; data?: string; valSplit?: number; model?: string; patch?: number; imgSize?: number; depth?: number;
   batch?: number; epochs?: number; steps?: number; lr?: number; betaVicreg?: number; placement?: string; maskMode?: string;
   out?: string; resume?: boolean; seed?: number; threads?: number; workers?: number; logEvery?: number; monitorEvery?: number;
-  checkpointEvery?: number; predDepth?: number; predDim?: number; set?: string[]; device?: string; finalEval?: boolean;
+  checkpointEvery?: number; predDepth?: number; predDim?: number; set?: string[]; device?: string; finalEval?: boolean; precision?: string;
 }
 
 /** Flags as a partial config (only those given), so they override the file. */
@@ -51,7 +51,7 @@ function flagsToConfig(f: PretrainFlags): Record<string, unknown> {
     o[keys[keys.length - 1]!] = v;
   };
   set('method', f.method); set('data', f.data); set('valSplit', f.valSplit); set('out', f.out); set('seed', f.seed);
-  set('threads', f.threads); set('workers', f.workers);
+  set('threads', f.threads); set('workers', f.workers); set('precision', f.precision);
   set('model.name', f.model); set('model.patch', f.patch); set('model.imgSize', f.imgSize); set('model.depth', f.depth);
   set('predictor.depth', f.predDepth); set('predictor.embedDim', f.predDim);
   set('optim.batch', f.batch); set('optim.epochs', f.epochs); set('optim.steps', f.steps); set('optim.lr', f.lr);
@@ -137,6 +137,7 @@ export function buildCli(): Command {
       const progress = new PretrainProgress();
       const say = (m: string) => progress.message(m);
       const cfg = pretrainConfig(flags, say);
+      setPrecision(cfg.precision); // for the final evaluation too
       const ac = new AbortController();
       // first Ctrl-C: stop the bar, finish the step, write a checkpoint, exit 130; a second one quits at once
       const onSig = () => {

@@ -8,7 +8,7 @@
 //              norm is applied to every one of the 4 outputs, as DINO's / I-JEPA's eval code does with
 //              get_intermediate_layers (VisionTransformer.forwardLayers only norms the last). Encoders
 //              with fewer than 4 blocks use all their blocks.
-import { Tensor, tensor, tidy, noGrad, cat } from '../tensor/index.js';
+import { Tensor, tensor, tidy, noGrad, cat, autocast } from '../tensor/index.js';
 import type { VisionTransformer } from '../nn/vit.js';
 import { DataLoader, evalTransform, type Dataset, type ViewSpec } from '../data/index.js';
 
@@ -22,19 +22,19 @@ export function pooledDim(encoder: VisionTransformer, pooling: Pooling): number 
 
 /** Pooled features (B, D') of a batch of images (B, C, H, W); differentiable unless run under noGrad. */
 export function poolFeatures(encoder: VisionTransformer, images: Tensor, pooling: Pooling = 'mean'): Tensor {
-  if (pooling === 'mean') return tidy(() => encoder.forward(images).mean(1));
+  if (pooling === 'mean') return tidy(() => autocast(() => encoder.forward(images)).float().mean(1));
   if (pooling !== 'last4') throw new Error(`unknown pooling '${String(pooling)}' (expected ${POOLINGS.join(' or ')})`);
-  return tidy(() => {
+  return tidy(() => autocast(() => {
     const outs = encoder.forwardLayers(images);
     const L = outs.length, k = Math.min(4, L);
     const pooled: Tensor[] = [];
     for (let i = L - k; i < L; i++) {
       // forwardLayers already applied the final norm to the last output
       const normed = i === L - 1 ? outs[i]! : encoder.norm.forward(outs[i]!);
-      pooled.push(normed.mean(1));
+      pooled.push(normed.float().mean(1));
     }
     return cat(pooled, 1);
-  });
+  }));
 }
 
 export interface ExtractOptions {

@@ -1,6 +1,6 @@
 // One forward pass + loss of each method, given a batch and (for JEPA methods) its masks. The trainer
 // calls these, then backward, AdamW and EMA; the PyTorch parity tests call them on fixed weights.
-import { Tensor, tensor, tidy, noGrad, F, onDefaultDevice } from '../tensor/index.js';
+import { Tensor, tensor, tidy, noGrad, autocast, F, onDefaultDevice } from '../tensor/index.js';
 import { VisionTransformer, applyMasks } from '../nn/vit.js';
 import { Predictor, repeatInterleaveBatch } from '../nn/predictor.js';
 import { Expander } from '../nn/expander.js';
@@ -27,7 +27,7 @@ export interface JepaNets {
 /** I-JEPA targets: layer-normed target-encoder features of all patches, then each target block. */
 export function jepaTargets(targetEncoder: VisionTransformer, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[]): Tensor {
   return noGrad(() => tidy(() => {
-    const h = targetEncoder.forward(images);
+    const h = autocast(() => targetEncoder.forward(images)).float();  // targets and losses in fp32
     const hn = F.layerNorm(h, [h.size(-1)]);
     return repeatInterleaveBatch(applyMasks(hn, tgt), images.size(0), ctx.length);
   }));
@@ -37,17 +37,19 @@ export function jepaTargets(targetEncoder: VisionTransformer, images: Tensor, ct
 export function jepaForward(nets: JepaNets, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], o: CjepaOptions, allGather?: AllGather, projector?: Projector) {
   return tidy(() => {
     const h = jepaTargets(nets.targetEncoder, images, ctx, tgt);
-    const zc = nets.encoder.forward(images, ctx);
-    const z = nets.predictor.forward(zc, ctx, tgt);
-    return cjepaLoss(z, h, zc, tgt.length, o, allGather, projector);
+    const { zc, z } = autocast(() => {
+      const zc = nets.encoder.forward(images, ctx);
+      return { zc, z: nets.predictor.forward(zc, ctx, tgt) };
+    });
+    return cjepaLoss(z.float(), h, zc.float(), tgt.length, o, allGather, projector);
   });
 }
 
 /** VICReg loss terms: encoder -> average-pooled patches -> expander, on two views. */
 export function vicregForward(encoder: VisionTransformer, expander: Expander, view1: Tensor, view2: Tensor, w: VicregWeights, allGather?: AllGather) {
   return tidy(() => {
-    const x = expander.forward(encoder.forward(view1).mean(1));
-    const y = expander.forward(encoder.forward(view2).mean(1));
+    const x = autocast(() => expander.forward(encoder.forward(view1).mean(1))).float();
+    const y = autocast(() => expander.forward(encoder.forward(view2).mean(1))).float();
     return vicregLoss(x, y, w, allGather);
   });
 }

@@ -3,7 +3,7 @@
 // metrics, collapse monitors and atomic checkpoints.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Tensor, tensor, tidy, noGrad, cat, setNumThreads, manualSeed, Generator, liveTensors, onDefaultDevice } from '../tensor/index.js';
+import { Tensor, tensor, tidy, noGrad, cat, setNumThreads, manualSeed, Generator, liveTensors, onDefaultDevice, runtime, setPrecision } from '../tensor/index.js';
 import type { VisionTransformer } from '../nn/vit.js';
 import type { Predictor } from '../nn/predictor.js';
 import type { Expander } from '../nn/expander.js';
@@ -117,7 +117,8 @@ export function checkResumable(out: string): void {
 /** Pretrains; one writer per run directory (run_lock.ts): the lock is held from the first write to the return. */
 export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainResult> {
   const held: RunLock[] = [];
-  try { return await pretrainLocked(config, o, held); } finally { held.forEach((l) => l.release()); }
+  const precision = runtime.precision; // the run sets its own; the caller's is restored after
+  try { return await pretrainLocked(config, o, held); } finally { held.forEach((l) => l.release()); runtime.precision = precision; }
 }
 
 async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: RunLock[]): Promise<PretrainResult> {
@@ -132,6 +133,8 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   held.push(acquireRunLock(out)); // a second writer (pretrain or resume) is refused, naming the holder
   if (cfg.threads > 0) setNumThreads(cfg.threads);
   manualSeed(cfg.seed);
+  const precision = setPrecision(cfg.precision);
+  if (precision === 'bf16') say('precision: bf16 autocast for the network forwards (weights, optimiser, losses fp32)');
 
   // ---------------------------------------------------------------- data and the method's networks
   const { train, val } = await openDatasets(cfg.data, { valSplit: cfg.valSplit, seed: cfg.seed });

@@ -1,14 +1,20 @@
 // Where dtype, device, threads and the global seed are decided: one place, read by every creator.
 import { native } from './native.js';
-import type { DType } from './dtype.js';
+import { dtypeCode, type DType } from './dtype.js';
 import { availableParallelism } from 'node:os';
+import { readFileSync } from 'node:fs';
 
 export const runtime = {
   /** dtype of new floating tensors when none is given */
   defaultDType: 'float32' as DType,
   /** device of new tensors when none is given: 'cpu', 'cuda', 'cuda:1', ... */
   defaultDevice: 'cpu' as string,
+  /** compute precision of network forwards run under `autocast`: 'fp32', or 'bf16' (libtorch autocast) */
+  precision: 'fp32' as Precision,
 };
+
+export type Precision = 'fp32' | 'bf16';
+export const PRECISIONS: readonly Precision[] = ['fp32', 'bf16'];
 
 /** Sets the device used by creators and models when none is given ('cpu' or 'cuda[:n]'). */
 export function setDefaultDevice(device: string): void {
@@ -62,4 +68,48 @@ export function liveTensors(): number {
  */
 export function gcReleasedTensors(): number {
   return native.gcReleasedTensors();
+}
+
+/**
+ * Whether this CPU runs bfloat16 matmuls natively (AVX512-BF16 or AMX): there bf16 autocast is a
+ * speed-up; elsewhere libtorch emulates bf16 and it is slower than fp32. Read from /proc/cpuinfo
+ * (Linux); false where that cannot be read.
+ */
+export function cpuHasBf16(): boolean {
+  try {
+    const flags = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '';
+    return /\b(avx512_bf16|amx_bf16)\b/.test(flags);
+  } catch {
+    return false;
+  }
+}
+
+/** The precision 'auto' resolves to on the default device: bf16 where the hardware has it (CUDA, or a bf16 CPU). */
+export function autoPrecision(): Precision {
+  return runtime.defaultDevice.startsWith('cuda') || cpuHasBf16() ? 'bf16' : 'fp32';
+}
+
+/** Sets the precision of autocast regions ('auto': bf16 where the hardware runs it natively, else fp32). */
+export function setPrecision(p: Precision | 'auto'): Precision {
+  if (p === 'auto') p = autoPrecision();
+  if (!PRECISIONS.includes(p)) throw new Error(`unknown precision '${String(p)}' (expected fp32, bf16 or auto)`);
+  runtime.precision = p;
+  return p;
+}
+
+/**
+ * Runs `fn` with libtorch's autocast on when the runtime precision is bf16: matmuls, linear layers and
+ * convolutions compute in bfloat16 (weights stay fp32; their gradients come back fp32), as under
+ * PyTorch's `torch.autocast`. Outputs may be bfloat16: callers cast to fp32 before losses.
+ * Under fp32 it simply calls `fn`.
+ */
+export function autocast<R>(fn: () => R): R {
+  if (runtime.precision === 'fp32') return fn();
+  const device = runtime.defaultDevice.startsWith('cuda') ? 'cuda' : 'cpu';
+  const was = native.autocastEnter(device, dtypeCode('bfloat16')) as boolean;
+  try {
+    return fn();
+  } finally {
+    native.autocastExit(device, was);
+  }
 }
