@@ -8,6 +8,7 @@ code: its regulariser follows docs/method.md (block-pair reading of Algorithm 1,
 
 Everything runs in float32 on the CPU, dropout / drop-path are absent (rates 0 in the official configs).
 """
+import contextlib
 import copy
 import math
 
@@ -328,12 +329,17 @@ def jepa_step(inp, out, tag, cfg):
     imgs = inp['images']
     masks_enc, masks_pred = _masks(inp, 'masks_enc.'), _masks(inp, 'masks_pred.')
 
+    # bf16: torch.autocast around the network forwards, targets and losses in fp32 (as cjepa's step does)
+    autocast = (lambda: torch.autocast('cpu', dtype=torch.bfloat16)) if cfg.get('bf16') else contextlib.nullcontext
     with torch.no_grad():
-        h = target_encoder(imgs)
-        h = F.layer_norm(h, (h.size(-1),))
+        with autocast():
+            h = target_encoder(imgs)
+        h = F.layer_norm(h.float(), (h.size(-1),))
         h = repeat_interleave_batch(apply_masks(h, masks_pred), len(imgs), repeat=len(masks_enc))
-    ctx = encoder(imgs, masks_enc)
-    z = predictor(ctx, masks_enc, masks_pred)
+    with autocast():
+        ctx = encoder(imgs, masks_enc)
+        z = predictor(ctx, masks_enc, masks_pred)
+    ctx, z = ctx.float(), z.float()
     jepa = F.smooth_l1_loss(z, h)
     loss = jepa
     if cfg['beta_vicreg'] != 0:
