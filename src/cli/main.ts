@@ -124,6 +124,7 @@ export function buildCli(): Command {
     .option('--out <dir>', 'run directory')
     .option('--resume', "continue the run in --out from its last checkpoint, with its config.json (flags override; not its architecture)")
     .option('--device <d>', 'cpu, cuda or cuda:N (default cpu)')
+    .option('--precision <p>', 'fp32, bf16 (autocast on the network forwards) or auto (bf16 where the CPU/GPU runs it natively)')
     .option('--seed <n>', 'seed', int('--seed'))
     .option('--threads <n>', 'libtorch threads (0 = all cores)', int('--threads'))
     .option('--workers <n>', 'data-loader worker threads', int('--workers'))
