@@ -39,6 +39,13 @@ export const DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024;
 
 const STEP_KEY = (r: number) => `cjepa/step/${r}`;
 const FAIL_KEY = (r: number) => `cjepa/failed/${r}`;
+const ALIVE_KEY = (r: number) => `cjepa/alive/${r}`;
+/** After a failed collective, how long survivors wait for each other's roll call before naming the silent ranks. */
+const ROLL_CALL_MS = 2000;
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
 
 export class ProcessGroup {
   readonly rank: number;
@@ -93,22 +100,34 @@ export class ProcessGroup {
     }
   }
 
-  /** Who is to blame after a failed collective: a rank that reported a failure, or fell behind this one. */
+  /**
+   * Who is to blame after a failed collective. Every surviving rank answers a roll call in the store;
+   * a rank that reported a failure is named with its message, one that stays silent as dead or hung.
+   */
   culprit(): string {
-    const bits: string[] = [];
+    const others = Array.from({ length: this.worldSize }, (_, r) => r).filter((r) => r !== this.rank);
+    const get = (k: string) => native.pgStoreGet(this.h, k) as string | null;
     try {
-      for (let r = 0; r < this.worldSize; r++) {
-        if (r === this.rank) continue;
-        const failed = native.pgStoreGet(this.h, FAIL_KEY(r)) as string | null;
-        if (failed !== null) { bits.push(`rank ${r} failed: ${failed}`); continue; }
-        const s = native.pgStoreGet(this.h, STEP_KEY(r)) as string | null;
-        const theirs = s === null ? -1 : Number(s);
-        if (theirs < this.step) bits.push(`rank ${r} died or hangs (last seen at step ${theirs}, this rank is at step ${this.step})`);
+      native.pgStoreSet(this.h, ALIVE_KEY(this.rank), String(this.step));
+      const deadline = Date.now() + ROLL_CALL_MS;
+      let silent = others;
+      while (silent.length > 0 && Date.now() < deadline) {
+        sleepMs(100);
+        silent = silent.filter((r) => get(ALIVE_KEY(r)) === null && get(FAIL_KEY(r)) === null);
       }
+      const bits: string[] = [];
+      for (const r of others) {
+        const failed = get(FAIL_KEY(r));
+        if (failed !== null) bits.push(`rank ${r} failed: ${failed}`);
+        else if (silent.includes(r)) {
+          const s = get(STEP_KEY(r));
+          bits.push(`rank ${r} died or hangs (last seen at step ${s === null ? 'none' : Number(s) + 1}; this rank is at step ${this.step + 1})`);
+        }
+      }
+      return bits.length > 0 ? bits.join('; ') : 'a peer rank stopped';
     } catch {
       return `rank 0 (host of the rendezvous store ${this.masterAddr}:${this.masterPort}) is gone`;
     }
-    return bits.length > 0 ? bits.join('; ') : `a peer rank stopped (all ranks had reached step ${this.step})`;
   }
 
   /** Announces that this rank reached `step` (before its collectives): read back by culprit(). */
