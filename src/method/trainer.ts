@@ -143,7 +143,8 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
     const c0 = JSON.parse(sync.shareString('cjepa/config', main ? JSON.stringify(cfg) : null)) as PretrainConfig;
     if (!main) cfg = validateConfig({ ...c0, threads: cfg.threads, workers: cfg.workers });
   }
-  const say = o.onMessage ?? ((m: string) => console.error(m));
+  const sayAll = o.onMessage ?? ((m: string) => console.error(m));
+  const say = main ? sayAll : () => {}; // run-level messages once; a rank's own data problems from every rank
   const out = cfg.out;
   if (main) {
     if (!o.resume && hasCheckpoint(out)) {
@@ -163,7 +164,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   const method = createMethod(cfg, channels, { rank: sync.rank, worldSize: sync.worldSize, allGather: sync.allGather });
   const loader = new DataLoader(train, {
     batchSize: cfg.optim.batch, views: method.views, seed: cfg.seed, workers: cfg.workers, imageSize: size, patchSize: cfg.model.patch, channels,
-    onSkip: (src, why) => say(`[data] skipping ${src}: ${why}`), shard: { rank: sync.rank, worldSize: sync.worldSize },
+    onSkip: (src, why) => sayAll(`[data] skipping ${src}: ${why}`), shard: { rank: sync.rank, worldSize: sync.worldSize },
   });
   const monitorSet: Dataset = val ?? train;
   const monitorLoader = new DataLoader(monitorSet, {
