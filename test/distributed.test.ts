@@ -26,9 +26,9 @@ const BINDING_CHILD = fileURLToPath(new URL('./util/dist_binding_child.js', impo
 interface Done { code: number | null; signal: NodeJS.Signals | null; out: string; err: string; ms: number }
 
 /** Starts a process; `done` resolves when it exits (killed after limitMs so a test never hangs). */
-function start(args: string[], env: Record<string, string> = {}, limitMs = 90_000): { child: ChildProcess; done: Promise<Done>; err: () => string } {
+function start(args: string[], env: Record<string, string> = {}, limitMs = 90_000, detached = false): { child: ChildProcess; done: Promise<Done>; err: () => string } {
   const t0 = Date.now();
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached });
   let out = '', err = '';
   child.stdout!.on('data', (d) => { out += d; });
   child.stderr!.on('data', (d) => { err += d; });
@@ -248,4 +248,22 @@ test('--nproc: a rank that dies makes the launcher stop the others and exit non-
   assert.equal(resumed.code, 0, resumed.err);
   assert.match(resumed.err, /resumed from .* at step \d+/);
   assert.equal(latestStep(out), 30);
+});
+
+test('Ctrl-C under --nproc: every rank stops at the same step, rank 0 checkpoints it, exit 130; --resume completes', async () => {
+  const cfg = faultConfig('sigint');
+  const out = join(dir, 'sigint');
+  // its own process group, as a terminal's foreground job: the SIGINT reaches the launcher and every rank
+  const run = start([CLI, 'pretrain', '--config', cfg, '--batch', '8', '--nproc', '2', '--out', out, '--no-final-eval', '--dist-timeout', '20'], {}, 90_000, true);
+  await waitUntil(() => latestStep(out) >= 3, 60_000, 'a first checkpoint');
+  process.kill(-run.child.pid!, 'SIGINT');
+  const r = await run.done;
+  assert.equal(r.code, 130, r.err);
+  const m = /stopped at step (\d+); checkpoint/.exec(r.err);
+  assert.ok(m, r.err);
+  assert.equal(latestStep(out), Number(m[1]));
+  assert.doesNotMatch(r.err, /failed|stopping the other/);
+  const resumed = await start([CLI, 'pretrain', '--config', cfg, '--batch', '8', '--nproc', '2', '--out', out, '--no-final-eval', '--resume', '--steps', String(Number(m[1]) + 6)]).done;
+  assert.equal(resumed.code, 0, resumed.err);
+  assert.equal(latestStep(out), Number(m[1]) + 6);
 });

@@ -179,6 +179,7 @@ export function buildCli(): Command {
         resume: flags.resume, signal: ac.signal, onMessage: say, onStart: (s) => progress?.start(s), onLog: (l, total) => progress?.onLog(l, total),
         processGroup: pg,
       }).finally(() => progress?.stop());
+      pg?.barrier(); // leave together: rank 0's store must outlive the others' last read of it
       pg?.destroy();
       if (rank !== 0) {
         if (ac.signal.aborted) process.exitCode = 130;

@@ -28,7 +28,17 @@ export interface StepSync {
   shareString(key: string, value: string | null): string;
   /** Tells the other ranks why this one stops. */
   fail(message: string): void;
+  /**
+   * Rank 0 runs `f` (a checkpoint, the monitors) while the others wait for it outside any collective,
+   * so slow disk or evaluation work is not bounded by the collective timeout (MAIN_WORK_TIMEOUT_MS is).
+   */
+  mainOnly(tag: string, f: () => Promise<void>): Promise<void>;
+  /** Rank 0 runs `f` first (a dataset download into a shared cache), then the others run it. */
+  mainFirst<T>(tag: string, f: () => Promise<T>): Promise<T>;
 }
+
+/** How long ranks wait for rank 0's own work (dataset download, checkpoint, monitors) before giving up. */
+export const MAIN_WORK_TIMEOUT_MS = 60 * 60 * 1000;
 
 export const singleProcess: StepSync = {
   rank: 0, worldSize: 1, isMain: true, allGather: undefined,
@@ -38,7 +48,27 @@ export const singleProcess: StepSync = {
   any(flag) { return flag; },
   shareString(_key, value) { if (value === null) throw new Error('shareString: rank 0 has no value'); return value; },
   fail() {},
+  async mainOnly(_tag, f) { await f(); },
+  mainFirst(_tag, f) { return f(); },
 };
+
+/** Waits until rank 0 publishes `key`; fails naming rank 0 when it failed, is gone, or takes too long. */
+async function waitForMain(pg: ProcessGroup, key: string, what: string): Promise<void> {
+  const deadline = Date.now() + MAIN_WORK_TIMEOUT_MS;
+  for (;;) {
+    let done: boolean, failed: string | null;
+    try {
+      done = pg.storeGet(key) !== null;
+      failed = done ? null : pg.failureOf(0);
+    } catch (e) {
+      throw new Error(`rank ${pg.rank}: rank 0 is gone (it hosts the rendezvous store) while this rank waited for its ${what}: ${(e as Error).message}`);
+    }
+    if (done) return;
+    if (failed !== null) throw new Error(`rank ${pg.rank}: rank 0 failed during its ${what}: ${failed}`);
+    if (Date.now() > deadline) throw new Error(`rank ${pg.rank}: rank 0 did not finish its ${what} within ${MAIN_WORK_TIMEOUT_MS / 60_000} min`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 /** The StepSync of a process group (world size >= 1). */
 export function dataParallel(pg: ProcessGroup, bucketBytes = DEFAULT_BUCKET_BYTES): StepSync {
@@ -82,5 +112,15 @@ export function dataParallel(pg: ProcessGroup, bucketBytes = DEFAULT_BUCKET_BYTE
       return v;
     },
     fail(message) { pg.markFailed(message); },
+    async mainOnly(tag, f) {
+      const key = `cjepa/main/${tag}`;
+      if (pg.rank === 0) { await f(); pg.storeSet(key, '1'); } else await waitForMain(pg, key, tag);
+    },
+    async mainFirst(tag, f) {
+      const key = `cjepa/main/${tag}`;
+      if (pg.rank === 0) { const v = await f(); pg.storeSet(key, '1'); return v; }
+      await waitForMain(pg, key, tag);
+      return f();
+    },
   };
 }

@@ -93,6 +93,12 @@ export async function launchLocal(o: LaunchOptions): Promise<number> {
   };
   const onTerm = (): void => stopOthers();
   process.on('SIGTERM', onTerm); // Ctrl-C reaches every rank through the terminal; a kill of the launcher does not
+  let interrupted = false;
+  const onInt = (): void => { // the ranks got it too: they agree on a step, rank 0 checkpoints, all exit 130
+    if (!interrupted) say('interrupt: the ranks finish this step and rank 0 writes a checkpoint (Ctrl-C again quits at once)');
+    interrupted = true;
+  };
+  process.on('SIGINT', onInt);
   try {
     const exits = Array.from({ length: o.nproc }, (_, local) => {
       const rank = nodeRank * o.nproc + local;
@@ -108,7 +114,9 @@ export async function launchLocal(o: LaunchOptions): Promise<number> {
       return new Promise<void>((resolve) => {
         child.once('error', (e) => { say(`rank ${rank} could not start: ${e.message}`); failed ??= { rank, code: 1 }; stopOthers(); resolve(); });
         child.once('exit', (code, signal) => {
-          if (code !== 0 && failed === null) {
+          if (interrupted && (code === 130 || signal === 'SIGINT')) {
+            failed ??= { rank, code: 130 };
+          } else if (code !== 0 && failed === null) {
             failed = { rank, code: code ?? 1 };
             say(`rank ${rank} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}; stopping the other rank(s)`);
             stopOthers();
@@ -120,6 +128,7 @@ export async function launchLocal(o: LaunchOptions): Promise<number> {
     await Promise.all(exits);
   } finally {
     process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
   }
   const f = failed as { rank: number; code: number } | null;
   return f === null ? 0 : f.code === 0 ? 1 : f.code;

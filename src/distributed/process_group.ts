@@ -136,6 +136,11 @@ export class ProcessGroup {
     native.pgStoreSet(this.h, STEP_KEY(this.rank), String(step));
   }
 
+  /** The message rank `r` left when it failed (markFailed), or null. */
+  failureOf(r: number): string | null {
+    return native.pgStoreGet(this.h, FAIL_KEY(r)) as string | null;
+  }
+
   /** Tells the others why this rank is stopping (best effort: the store may be gone too). */
   markFailed(message: string): void {
     try { native.pgStoreSet(this.h, FAIL_KEY(this.rank), message.slice(0, 500)); } catch { /* nothing more to do */ }

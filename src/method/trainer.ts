@@ -158,7 +158,8 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   manualSeed(cfg.seed);
 
   // ---------------------------------------------------------------- data and the method's networks
-  const { train, val } = await openDatasets(cfg.data, { valSplit: cfg.valSplit, seed: cfg.seed });
+  // rank 0 first: a dataset fetched by name lands once in the shared cache
+  const { train, val } = await sync.mainFirst('dataset', () => openDatasets(cfg.data, { valSplit: cfg.valSplit, seed: cfg.seed }));
   const channels = train.channels;
   const size = cfg.model.imgSize;
   const method = createMethod(cfg, channels, { rank: sync.rank, worldSize: sync.worldSize, allGather: sync.allGather });
@@ -268,7 +269,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   let lastCkpt: string | null = null;
   let finalLoss = NaN;
   let killed = false;
-  if (step === 0 && cfg.log.monitorEvery > 0) await monitor();
+  if (step === 0 && cfg.log.monitorEvery > 0) await sync.mainOnly('monitor-start', monitor);
   try {
     outer: while (step < total) {
       let skip = stepInEpoch;
@@ -296,23 +297,29 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
             ...(sync.worldSize > 1 ? { allreduce_ms: Math.round(commMs * 100) / 100 } : {}),
           });
         }
-        if (cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery === 0) await monitor();
-        if (main && step % cfg.log.checkpointEvery === 0 && step < total) lastCkpt = checkpoint();
+        const doMonitor = cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery === 0;
+        const doCkpt = step % cfg.log.checkpointEvery === 0 && step < total;
+        if (doMonitor || doCkpt) {
+          await sync.mainOnly(`step-${step}`, async () => {
+            if (doMonitor) await monitor();
+            if (doCkpt) lastCkpt = checkpoint();
+          });
+        }
         if (o.killAfterSteps !== undefined && step >= o.killAfterSteps) { killed = true; break outer; }
         if (o.signal) await new Promise((r) => setImmediate(r)); // let a signal handler run (a synchronous loader never yields to it)
         if (sync.any(o.signal?.aborted ?? false)) { // every rank stops at the same step
-          if (main) lastCkpt = checkpoint();
+          await sync.mainOnly(`stop-${step}`, async () => { lastCkpt = checkpoint(); });
           say(`stopped at step ${step}; checkpoint ${lastCkpt}`); killed = true; break outer;
         }
       }
       if (step < total) { epoch++; stepInEpoch = 0; }
     }
     if (!killed) {
-      if (cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery !== 0) await monitor();
-      if (main) {
+      await sync.mainOnly('final', async () => {
+        if (cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery !== 0) await monitor();
         lastCkpt = checkpoint();
         await writePlots(out, cfg);
-      }
+      });
     }
   } finally {
     await loader.close();
