@@ -241,6 +241,7 @@ struct AllGatherFn : public torch::autograd::Function<AllGatherFn> {
     ctx->saved_data["id"] = id;
     ctx->saved_data["rank"] = (int64_t)pg->getRank();
     ctx->saved_data["sizes"] = x.sizes().vec();
+    ctx->save_for_backward({at::empty({0}, x.options())});  // dtype and device for a missing gradient
     at::Tensor in = x.contiguous();
     std::vector<at::Tensor> outs;
     for (int r = 0; r < pg->getSize(); r++) outs.push_back(at::empty_like(in));
@@ -257,7 +258,7 @@ struct AllGatherFn : public torch::autograd::Function<AllGatherFn> {
     // every rank must join the all-reduce, even one whose gathered output got no gradient
     if (!g.defined()) {
       sizes[0] *= pg->getSize();
-      g = at::zeros(sizes);
+      g = at::zeros(sizes, ctx->get_saved_variables()[0].options());
     } else {
       g = g.contiguous().clone();
     }

@@ -144,12 +144,13 @@ export function buildCli(): Command {
     .option('--dist-timeout <s>', `data parallel: seconds a rank waits for the others (rendezvous and every collective) before failing (default ${DEFAULT_TIMEOUT_MS / 1000})`, positiveFloatArg('--dist-timeout'))
     .addOption(new Option('--dist-backend <b>', 'data parallel: gloo (CPU) or nccl (CUDA); default nccl on cuda, else gloo').choices(['gloo', 'nccl']))
     .action(async (flags: PretrainFlags) => {
-      if (flags.device) setDefaultDevice(flags.device);
       if (flags.nproc !== undefined && process.env.CJEPA_LAUNCHED !== '1') {
         process.exitCode = await launchRanks(flags);
         return;
       }
       const denv = distEnvFrom(process.env);
+      // one GPU per rank: a plain 'cuda' means this machine's GPU number LOCAL_RANK
+      if (flags.device) setDefaultDevice(flags.device === 'cuda' && denv && denv.worldSize > 1 ? `cuda:${denv.localRank}` : flags.device);
       const rank = denv?.rank ?? 0;
       const progress = rank === 0 ? new PretrainProgress() : null;
       const say = (m: string) => (progress ? progress.message(m) : console.error(`[rank ${rank}] ${m}`));
@@ -205,6 +206,7 @@ export function buildCli(): Command {
 async function launchRanks(flags: PretrainFlags): Promise<number> {
   const info = c10dInfo();
   if (!info.c10d) throw new Error(`--nproc: ${info.reason}`);
+  if (flags.device) setDefaultDevice(flags.device); // refuse a device this libtorch lacks before starting ranks
   const cfg = pretrainConfig(flags);
   const threads = flags.threads ?? (cfg.threads > 0 ? cfg.threads : availableParallelism());
   const argv = process.argv.slice(2);

@@ -14,7 +14,7 @@ export interface DistEnv {
 
 export const DEFAULT_MASTER_PORT = 29500;
 
-function intVar(env: NodeJS.ProcessEnv, name: string, min: number): number | undefined {
+function intVar(env: Record<string, string | undefined>, name: string, min: number): number | undefined {
   const v = env[name];
   if (v === undefined || v === '') return undefined;
   const n = Number(v);
@@ -23,7 +23,7 @@ function intVar(env: NodeJS.ProcessEnv, name: string, min: number): number | und
 }
 
 /** The rank's place from torchrun-style variables, or null when RANK and WORLD_SIZE are both unset. */
-export function distEnvFrom(env: NodeJS.ProcessEnv = process.env): DistEnv | null {
+export function distEnvFrom(env: Record<string, string | undefined> = process.env): DistEnv | null {
   const rank = intVar(env, 'RANK', 0), worldSize = intVar(env, 'WORLD_SIZE', 1);
   if (rank === undefined && worldSize === undefined) return null;
   if (rank === undefined || worldSize === undefined) {
