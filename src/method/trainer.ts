@@ -12,7 +12,7 @@ import { type PretrainConfig, validateConfig, architectureConflict } from '../co
 import { openDatasets, DataLoader, evalTransform, type Dataset, type Batch } from '../data/index.js';
 import { WarmupCosineSchedule, CosineWDSchedule, scaledWarmup, WARMUP_MAX_FRACTION } from './schedulers.js';
 import { AdamW, ijepaParamGroups, clipGradNorm } from './optim.js';
-import { createMethod, lossFormula } from './training_method.js';
+import { createMethod, lossFormula, type TrainingMethod } from './training_method.js';
 import { saveCheckpoint, hasCheckpoint, resolveIntactCheckpoint, readCheckpointState, loadNet, type CheckpointState } from './checkpoint.js';
 import { acquireRunLock, LOCK_FILE, type RunLock } from './run_lock.js';
 import { collapseStats, collapseVerdict, type CollapseStats } from './monitors.js';
@@ -159,7 +159,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
 
   // ---------------------------------------------------------------- data and the method's networks
   // rank 0 first: a dataset fetched by name lands once in the shared cache
-  const { train, val } = await sync.mainFirst('dataset', () => openDatasets(cfg.data, { valSplit: cfg.valSplit, seed: cfg.seed }));
+  const { train, val } = await sync.mainFirst('dataset opening', () => openDatasets(cfg.data, { valSplit: cfg.valSplit, seed: cfg.seed }));
   const channels = train.channels;
   const size = cfg.model.imgSize;
   const method = createMethod(cfg, channels, { rank: sync.rank, worldSize: sync.worldSize, allGather: sync.allGather });
@@ -216,23 +216,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
     if (existsSync(metricsPath)) writeFileSync(metricsPath, '');
   }
   if (main) writeFileSync(join(out, 'config.json'), JSON.stringify(cfg, null, 2));
-  if (sync.worldSize > 1) {
-    // rank 0 alone read the run directory: every rank takes its weights, optimiser state and counters
-    const start = JSON.parse(sync.shareString('cjepa/start', main ? JSON.stringify({
-      step, epoch, stepInEpoch, optimizerStep: opt.step, method: method.saveState(),
-      torchRng: tidy(() => Array.from(globalGen.getState().data<'uint8'>())),
-    }) : null)) as { step: number; epoch: number; stepInEpoch: number; optimizerStep: number; method: CheckpointState; torchRng: number[] };
-    sync.broadcast([
-      ...Object.values(method.networks).flatMap((n) => [...n.namedParameters(), ...n.namedBuffers()].map(([, t]) => t)),
-      ...Object.values(opt.stateTensors()),
-    ]);
-    if (!main) {
-      ({ step, epoch, stepInEpoch } = start);
-      opt.step = start.optimizerStep;
-      method.loadState(start.method);
-      tidy(() => globalGen.setState(tensor(Uint8Array.from(start.torchRng))));
-    }
-  }
+  if (sync.worldSize > 1) ({ step, epoch, stepInEpoch } = shareStart(sync, method, opt, globalGen, { step, epoch, stepInEpoch }));
 
   const checkpoint = (): string => {
     const state: CheckpointState = {
@@ -269,7 +253,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   let lastCkpt: string | null = null;
   let finalLoss = NaN;
   let killed = false;
-  if (step === 0 && cfg.log.monitorEvery > 0) await sync.mainOnly('monitor-start', monitor);
+  if (step === 0 && cfg.log.monitorEvery > 0) await sync.mainOnly('monitors at step 0', monitor);
   try {
     outer: while (step < total) {
       let skip = stepInEpoch;
@@ -300,7 +284,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
         const doMonitor = cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery === 0;
         const doCkpt = step % cfg.log.checkpointEvery === 0 && step < total;
         if (doMonitor || doCkpt) {
-          await sync.mainOnly(`step-${step}`, async () => {
+          await sync.mainOnly(`checkpoint or monitors at step ${step}`, async () => {
             if (doMonitor) await monitor();
             if (doCkpt) lastCkpt = checkpoint();
           });
@@ -308,14 +292,14 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
         if (o.killAfterSteps !== undefined && step >= o.killAfterSteps) { killed = true; break outer; }
         if (o.signal) await new Promise((r) => setImmediate(r)); // let a signal handler run (a synchronous loader never yields to it)
         if (sync.any(o.signal?.aborted ?? false)) { // every rank stops at the same step
-          await sync.mainOnly(`stop-${step}`, async () => { lastCkpt = checkpoint(); });
+          await sync.mainOnly(`checkpoint at the stop (step ${step})`, async () => { lastCkpt = checkpoint(); });
           say(`stopped at step ${step}; checkpoint ${lastCkpt}`); killed = true; break outer;
         }
       }
       if (step < total) { epoch++; stepInEpoch = 0; }
     }
     if (!killed) {
-      await sync.mainOnly('final', async () => {
+      await sync.mainOnly('final checkpoint', async () => {
         if (cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery !== 0) await monitor();
         lastCkpt = checkpoint();
         await writePlots(out, cfg);
@@ -347,6 +331,30 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
       return values;
     });
   }
+}
+
+interface Counters { step: number; epoch: number; stepInEpoch: number }
+
+/**
+ * Data parallelism: rank 0 alone read the run directory (a resume), so every rank takes its weights,
+ * buffers, optimiser state, counters and RNG states before the first step.
+ */
+function shareStart(sync: StepSync, method: TrainingMethod, opt: AdamW, gen: Generator, c: Counters): Counters {
+  type Start = Counters & { optimizerStep: number; method: Partial<CheckpointState>; torchRng: number[] };
+  const mine: Start | null = sync.isMain
+    ? { ...c, optimizerStep: opt.step, method: method.saveState(), torchRng: tidy(() => Array.from(gen.getState().data<'uint8'>())) }
+    : null;
+  const start = JSON.parse(sync.shareString('cjepa/start', mine && JSON.stringify(mine))) as Start;
+  sync.broadcast([
+    ...Object.values(method.networks).flatMap((n) => [...n.namedParameters(), ...n.namedBuffers()].map(([, t]) => t)),
+    ...Object.values(opt.stateTensors()),
+  ]);
+  if (!sync.isMain) {
+    opt.step = start.optimizerStep;
+    method.loadState(start.method as CheckpointState);
+    tidy(() => gen.setState(tensor(Uint8Array.from(start.torchRng))));
+  }
+  return { step: start.step, epoch: start.epoch, stepInEpoch: start.stepInEpoch };
 }
 
 /** loss.png and rankme.png from metrics.jsonl (the loss formula in the title when `cfg` is given). */
