@@ -71,6 +71,18 @@ test('bad distributed input is refused with a clear error', () => {
     { rank: 1, worldSize: 4, localRank: 1, masterAddr: 'node0', masterPort: 1234 });
 });
 
+test('launcher flags: several nodes need --master-addr, the node rank must fit', async () => {
+  const cfg = tinyConfig('flags', []);
+  const base = [CLI, 'pretrain', '--config', cfg, '--out', join(dir, 'flags'), '--nproc', '2'];
+  const a = await start([...base, '--nnodes', '2', '--node-rank', '1']).done;
+  assert.equal(a.code, 1);
+  assert.match(a.err, /--nnodes > 1 needs --master-addr/);
+  const b = await start([...base, '--nnodes', '2', '--node-rank', '2', '--master-addr', '127.0.0.1']).done;
+  assert.equal(b.code, 1);
+  assert.match(b.err, /--node-rank must be in \[0, 2\), got 2/);
+  assert.ok(!existsSync(join(dir, 'flags')), 'nothing was started');
+});
+
 test('a rank whose peers never come fails the rendezvous within the timeout, naming the address', async () => {
   const port = await freePort();
   const t0 = Date.now();
