@@ -4,6 +4,7 @@
 // Built only when the Gloo headers exist (libgloo-dev): scripts/libtorch.mjs then defines USE_C10D_GLOO.
 #include "common.h"
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -79,8 +80,17 @@ static void FinalizeGroup(Napi::Env, GroupHolder* g) {
   delete g;
 }
 
+// Time this process spent waiting for collectives (transfer + waiting for slower ranks), for metrics.
+static std::atomic<int64_t> g_waitNs{0};
+
 // The group's timeout bounds every collective (Gloo enforces it), so this wait cannot hang forever.
-static void Wait(const c10::intrusive_ptr<c10d::Work>& w) { w->wait(); }
+static void Wait(const c10::intrusive_ptr<c10d::Work>& w) {
+  auto t0 = std::chrono::steady_clock::now();
+  w->wait();
+  g_waitNs += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+}
+
+static Napi::Value CommSeconds(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), g_waitNs.load() * 1e-9); }
 
 // pgInit(addr, port, rank, size, timeoutMs, backend): rank 0 hosts the TCPStore; every rank waits
 // (at most timeoutMs) for the others to join.
@@ -315,9 +325,10 @@ void RegisterDistributed(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "pgStoreGet", StoreGet);
   Def(env, exports, "pgRank", PgRank);
   Def(env, exports, "pgSize", PgSize);
+  Def(env, exports, "pgCommSeconds", CommSeconds);
 #else
   for (const char* n : {"pgInit", "pgDestroy", "pgAllReduce", "pgAllReduceMean", "pgBroadcast", "pgBarrier", "pgAllGather",
-                        "pgStoreSet", "pgStoreGet", "pgRank", "pgSize"})
+                        "pgStoreSet", "pgStoreGet", "pgRank", "pgSize", "pgCommSeconds"})
     Def(env, exports, n, NoC10d);
 #endif
 }

@@ -2,8 +2,7 @@
 // gradients averaged over ranks in flat buckets, loss terms averaged for logging, and an agreed stop.
 // `singleProcess` is the no-op of world size 1, so the loop has no `if (distributed)` branches.
 import { Tensor, tensor, tidy } from '../tensor/index.js';
-import type { ProcessGroup } from './process_group.js';
-import { DEFAULT_BUCKET_BYTES } from './process_group.js';
+import { ProcessGroup, DEFAULT_BUCKET_BYTES } from './process_group.js';
 
 export interface StepSync {
   readonly rank: number;
@@ -18,6 +17,8 @@ export interface StepSync {
   markStep(step: number): void;
   /** Runs the backward (it may hold all-gathers): a failure names the culprit rank. */
   backward(f: () => void): void;
+  /** Milliseconds spent in collectives so far (every kind: all-gathers in forward/backward too). */
+  commMs(): number;
   /** Averages the gradients over ranks, in place; returns the ms it took. */
   averageGrads(params: readonly Tensor[]): number;
   /** Loss terms averaged over ranks (each rank's terms are means over its local batch). */
@@ -42,7 +43,7 @@ export const MAIN_WORK_TIMEOUT_MS = 60 * 60 * 1000;
 
 export const singleProcess: StepSync = {
   rank: 0, worldSize: 1, isMain: true, allGather: undefined,
-  broadcast() {}, markStep() {}, backward(f) { f(); },
+  broadcast() {}, markStep() {}, backward(f) { f(); }, commMs() { return 0; },
   averageGrads() { return 0; },
   averageTerms(v) { return v; },
   any(flag) { return flag; },
@@ -78,6 +79,7 @@ export function dataParallel(pg: ProcessGroup, bucketBytes = DEFAULT_BUCKET_BYTE
     broadcast(ts) { pg.broadcast(ts, 0); },
     markStep(step) { pg.markStep(step); },
     backward(f) { pg.guard('backward (all-gather)', f); },
+    commMs() { return ProcessGroup.commMs(); },
     averageGrads(params) {
       const t0 = performance.now();
       // a parameter without a gradient has none on every rank (same graph): skipping keeps AdamW's skip

@@ -179,6 +179,11 @@ export class ProcessGroup {
     this.guard('barrier', () => native.pgBarrier(this.h));
   }
 
+  /** Milliseconds this process has spent in collectives so far (all groups; transfer and waiting for peers). */
+  static commMs(): number {
+    return (native.pgCommSeconds() as number) * 1000;
+  }
+
   /** A short string in the rendezvous store (small coordination data, e.g. resume state). */
   storeSet(key: string, value: string): void { native.pgStoreSet(this.h, key, value); }
   /** The value of `key`, or null when no rank set it. */

@@ -37,6 +37,8 @@ export interface StepLog {
   time_s: number;
   /** Data parallelism: ms spent averaging gradients over ranks in this step. */
   allreduce_ms?: number;
+  /** Data parallelism: ms in all collectives of this step (gradients, all-gathers, loss terms), waiting for peers included. */
+  comm_ms?: number;
 }
 /** Collapse monitors of the evaluated encoder (the EMA target for JEPA methods) and of the online encoder. */
 export interface MonitorLog extends CollapseStats {
@@ -263,12 +265,14 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
         const ts = Date.now();
         const lr = lrs.lrAt(step), wd = wds.wdAt(step);
         sync.markStep(step);
+        const comm0 = sync.commMs();
         const terms = trainStep(batch);
-        const commMs = sync.averageGrads(params);
+        const gradMs = sync.averageGrads(params);
         if (cfg.optim.clipGrad > 0) clipGradNorm(params, cfg.optim.clipGrad);
         opt.update(lr, wd);
         for (const [, m] of method.trainable) m.zeroGrad();
         const momentum = method.afterUpdate(step, total);
+        const commMs = sync.commMs() - comm0;
         step++; stepInEpoch++;
         finalLoss = terms.loss!;
         const stepMs = Date.now() - ts;
@@ -278,7 +282,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
             kind: 'step', step, epoch, loss: loss!, terms: rest, lr, wd, momentum: momentum ?? NaN,
             imgs_per_s: (cfg.optim.batch * sync.worldSize * 1000) / Math.max(1, stepMs + batch.waitMs), data_wait_ms: batch.waitMs, step_ms: stepMs,
             skipped: batch.skipped, live_tensors: liveTensors(), time_s: (Date.now() - t0) / 1000,
-            ...(sync.worldSize > 1 ? { allreduce_ms: Math.round(commMs * 100) / 100 } : {}),
+            ...(sync.worldSize > 1 ? { allreduce_ms: Math.round(gradMs * 100) / 100, comm_ms: Math.round(commMs * 100) / 100 } : {}),
           });
         }
         const doMonitor = cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery === 0;
