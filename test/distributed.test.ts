@@ -155,6 +155,7 @@ const CASES: [string, string[]][] = [
   ['ijepa', ['method: ijepa']],
   ['cjepa (context placement)', ['cjepa: { betaVicreg: 0.1 }']],
   ['cjepa (views placement, BatchNorm projector)', ['cjepa: { betaVicreg: 0.1, placement: views, projector: [48, 24] }']],
+  ['cjepa (block-pair placement)', ['cjepa: { betaVicreg: 0.1, placement: block-pair }']],
   ['cjepa (patch placement)', ['cjepa: { betaVicreg: 0.1, placement: patch }', 'masks: { minKeep: 1, nTargets: 2 }']],
   ['vicreg (BatchNorm expander)', ['method: vicreg', 'vicreg: { expander: [48, 24] }']],
 ];
