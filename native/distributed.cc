@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 
@@ -125,6 +126,8 @@ static Napi::Value PgInit(const Napi::CallbackInfo& info) {
     pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, (int)rank, (int)size, opts);
   } else if (backend == "nccl") {
 #ifdef USE_C10D_NCCL
+    // 1.13 only bounds an NCCL wait by the timeout in blocking-wait mode (read by the constructor); a user's setting wins
+    setenv("NCCL_BLOCKING_WAIT", "1", 0);
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = timeout;
     pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, (int)rank, (int)size, opts);
