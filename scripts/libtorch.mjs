@@ -3,6 +3,9 @@
 //   1. $LIBTORCH (a libtorch directory with include/ and lib/, e.g. the pytorch.org zip, CPU or CUDA)
 //   2. the libtorch inside an importable Python `torch` (pip wheels carry include/ and lib/)
 //   3. Debian's libtorch-dev under /usr
+// c10d (data-parallel training) is compiled in when the Gloo headers are found (Debian: libgloo-dev,
+// or a libtorch whose include/ carries gloo/); CJEPA_C10D=0 leaves it out. NCCL only on request
+// (CJEPA_NCCL=1 with a CUDA libtorch: it needs the CUDA toolkit's and NCCL's headers).
 // Usage: node scripts/libtorch.mjs include|libdirs|ldflags|cflags|describe
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -56,6 +59,9 @@ function find() {
 const what = process.argv[2] ?? 'describe';
 const lt = find();
 const hasCuda = lt.lib !== null && (existsSync(join(lt.lib, 'libtorch_cuda.so')));
+const glooDirs = [...lt.include, '/usr/include', '/usr/local/include'];
+const gloo = process.env.CJEPA_C10D !== '0' && glooDirs.some((d) => existsSync(join(d, 'gloo', 'config.h')));
+const nccl = gloo && hasCuda && process.env.CJEPA_NCCL === '1';
 switch (what) {
   case 'include': console.log(lt.include.join(' ')); break;
   case 'ldflags': {
@@ -65,6 +71,12 @@ switch (what) {
     console.log([...pre, ...libs].join(' '));
     break;
   }
-  case 'cflags': console.log(`-D_GLIBCXX_USE_CXX11_ABI=${lt.abi}`); break;
-  default: console.log(JSON.stringify({ ...lt, cuda: hasCuda }, null, 2));
+  case 'cflags': {
+    const f = [`-D_GLIBCXX_USE_CXX11_ABI=${lt.abi}`];
+    if (gloo) f.push('-DUSE_C10D_GLOO'); // ProcessGroupGloo.hpp is guarded by it
+    if (nccl) f.push('-DUSE_C10D_NCCL');
+    console.log(f.join(' '));
+    break;
+  }
+  default: console.log(JSON.stringify({ ...lt, cuda: hasCuda, c10d: gloo ? (nccl ? 'gloo+nccl' : 'gloo') : 'none (install libgloo-dev)' }, null, 2));
 }

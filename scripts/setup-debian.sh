@@ -4,7 +4,8 @@
 #                                         benchmarks need (CI runs this)
 #   bash scripts/setup-debian.sh --user   only what using cjepa needs: libtorch (the engine), OpenBLAS,
 #                                         build tools for the addon, Fashion-MNIST (the built-in dataset)
-# --dev adds PyTorch + torchvision from Python (parity tests, reference benchmarks) and the Gloo headers (c10d).
+# --dev adds PyTorch + torchvision from Python (parity tests, reference benchmarks) and the Gloo headers (c10d:
+# data-parallel pretraining, --nproc; without them the addon builds without it and says so when asked).
 # --print lists the packages of the chosen mode instead of installing them.
 set -euo pipefail
 MODE=dev PRINT=0
@@ -13,7 +14,7 @@ for a in "$@"; do
     --user) MODE=user ;;
     --dev) MODE=dev ;;
     --print) PRINT=1 ;;
-    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup-debian.sh: unknown option '$a' (expected --user, --dev or --print)" >&2; exit 2 ;;
   esac
 done

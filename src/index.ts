@@ -16,6 +16,8 @@ export * from './method/schedulers.js';
 export { jepaForward, vicregForward, maskTensors, jepaTargets } from './method/step.js';
 export { pretrain, buildNetworks, type PretrainOptions, type PretrainResult } from './method/trainer.js';
 export { resolveConfig, validateConfig, DEFAULT_CONFIG, type PretrainConfig } from './config.js';
+export { ProcessGroup, c10dInfo, DEFAULT_TIMEOUT_MS, type ProcessGroupOptions, type C10dInfo, type Backend, type ReduceOp } from './distributed/process_group.js';
+export { distEnvFrom, type DistEnv } from './distributed/launch.js';
 export * from './eval/index.js';
 // the evaluation transform and its normalisation (also: evalPreprocessing, embedImages from eval)
 export { evalTransform, NORM_STATS, type NormStats, type NormName, type ViewSpec } from './data/index.js';

@@ -273,7 +273,7 @@ test('cjepa convert writes a run directory that eval and embed use; embed reads 
   assert.deepEqual(j.not_converted, ['opt', 'scaler']);
   const cfg = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'));
   assert.equal(cfg.method, 'ijepa');
-  assert.equal(cfg.optim.batch, 2048);
+  assert.equal(cfg.optim.batch, 128); // per rank (optim.batch is per rank): 16 ranks x 128 made the global 2048
   const st = JSON.parse(readFileSync(join(run, 'checkpoints', 'step-0000000', 'state.json'), 'utf8'));
   assert.equal(st.epoch, 300);
   assert.equal(st.convertedFrom.world_size, 16);

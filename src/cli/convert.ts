@@ -117,7 +117,8 @@ export function convertTorchCheckpoint(file: string, out: string, o: ConvertOpti
       method: 'ijepa', out: root, model: enc.model,
       ...(official ? { data: 'folder:/data/imagenet/train', masks: { mode: 'faithful', targetScale: [0.15, 0.2], contextScale: [0.85, 1.0], minKeep: 10 } } : {}),
       ...(predictor ? { predictor } : {}),
-      ...(m.batch_size !== undefined ? { optim: { batch: m.batch_size * (m.world_size ?? 1) } } : {}),
+      // per rank, as the official batch_size: world_size ranks made the global batch (--nproc/--nnodes to match)
+      ...(m.batch_size !== undefined ? { optim: { batch: m.batch_size } } : {}),
     });
 
     mkdirSync(join(root, 'checkpoints'), { recursive: true });

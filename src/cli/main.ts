@@ -16,6 +16,9 @@ import { registerConvertCommand } from './convert.js';
 import { finalKnn } from './final_eval.js';
 import { registerDataCommands } from './data_commands.js';
 import { PretrainProgress } from './progress.js';
+import { availableParallelism } from 'node:os';
+import { distEnvFrom, launchLocal } from '../distributed/launch.js';
+import { ProcessGroup, c10dInfo, DEFAULT_TIMEOUT_MS, type Backend } from '../distributed/process_group.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const CONFIG_DIR = join(ROOT, 'configs');
@@ -38,6 +41,7 @@ interface PretrainFlags {
   batch?: number; epochs?: number; steps?: number; lr?: number; betaVicreg?: number; placement?: string; maskMode?: string;
   out?: string; resume?: boolean; seed?: number; threads?: number; workers?: number; logEvery?: number; monitorEvery?: number;
   checkpointEvery?: number; predDepth?: number; predDim?: number; set?: string[]; device?: string; finalEval?: boolean; precision?: string;
+  nproc?: number; nnodes?: number; nodeRank?: number; masterAddr?: string; masterPort?: number; distTimeout?: number; distBackend?: string;
 }
 
 /** Flags as a partial config (only those given), so they override the file. */
@@ -133,27 +137,57 @@ export function buildCli(): Command {
     .option('--checkpoint-every <n>', 'steps between checkpoints', int('--checkpoint-every'))
     .option('--no-final-eval', 'skip the k-NN on the held-out split at the end')
     .option('--set <key=value...>', 'any config field, value in YAML (e.g. --set optim.ema=[0.99,1] masks.nTargets=2)')
+    .option('--nproc <n>', 'data parallel: start n ranks on this machine (optim.batch is per rank; global batch = batch x ranks)', intArg('--nproc', 1))
+    .option('--nnodes <n>', 'data parallel: machines taking part, each running --nproc ranks', intArg('--nnodes', 1))
+    .option('--node-rank <n>', 'data parallel: this machine\'s index in [0, nnodes)', intArg('--node-rank', 0))
+    .option('--master-addr <addr>', 'data parallel: address of node 0 (rendezvous), default 127.0.0.1')
+    .option('--master-port <port>', 'data parallel: rendezvous port (default: a free one with one node, 29500 with several)', intArg('--master-port', 1))
+    .option('--dist-timeout <s>', `data parallel: seconds a rank waits for the others (rendezvous and every collective) before failing (default ${DEFAULT_TIMEOUT_MS / 1000})`, positiveFloatArg('--dist-timeout'))
+    .addOption(new Option('--dist-backend <b>', 'data parallel: gloo (CPU) or nccl (CUDA); default nccl on cuda, else gloo').choices(['gloo', 'nccl']))
     .action(async (flags: PretrainFlags) => {
-      if (flags.device) setDefaultDevice(flags.device);
-      const progress = new PretrainProgress();
-      const say = (m: string) => progress.message(m);
-      const cfg = pretrainConfig(flags, say);
+      if (flags.nproc !== undefined && process.env.CJEPA_LAUNCHED !== '1') {
+        process.exitCode = await launchRanks(flags);
+        return;
+      }
+      const denv = distEnvFrom(process.env);
+      // one GPU per rank: a plain 'cuda' means this machine's GPU number LOCAL_RANK
+      if (flags.device) setDefaultDevice(flags.device === 'cuda' && denv && denv.worldSize > 1 ? `cuda:${denv.localRank}` : flags.device);
+      const rank = denv?.rank ?? 0;
+      const progress = rank === 0 ? new PretrainProgress() : null;
+      const say = (m: string) => (progress ? progress.message(m) : console.error(`[rank ${rank}] ${m}`));
+      // ranks other than 0 train rank 0's config (the trainer shares it), so they need no run directory
+      const cfg = pretrainConfig(rank === 0 ? flags : { ...flags, resume: false }, say);
       setPrecision(cfg.precision); // for the final evaluation too
+      let pg: ProcessGroup | undefined;
+      if (denv && denv.worldSize > 1) {
+        const backend = (flags.distBackend ?? (flags.device?.startsWith('cuda') ? 'nccl' : 'gloo')) as Backend;
+        pg = ProcessGroup.init({ ...denv, backend, timeoutMs: (flags.distTimeout ?? DEFAULT_TIMEOUT_MS / 1000) * 1000 });
+      }
       const ac = new AbortController();
       // first Ctrl-C: stop the bar, finish the step, write a checkpoint, exit 130; a second one quits at once
       const onSig = () => {
-        progress.stop();
+        progress?.stop();
         if (ac.signal.aborted) process.exit(130);
         say('interrupt: finishing this step and writing a checkpoint (press Ctrl-C again to quit now)');
         ac.abort();
       };
       process.on('SIGINT', onSig);
       process.on('SIGTERM', onSig);
-      say(`cjepa pretrain: ${cfg.method} on ${cfg.data}, ${cfg.model.name} patch ${cfg.model.patch} img ${cfg.model.imgSize}, batch ${cfg.optim.batch}, ` +
-        `device ${flags.device ?? 'cpu'}, out ${cfg.out}`);
+      const ranks = pg ? `, ${pg.worldSize} ranks (global batch ${cfg.optim.batch * pg.worldSize})` : '';
+      if (rank === 0) {
+        say(`cjepa pretrain: ${cfg.method} on ${cfg.data}, ${cfg.model.name} patch ${cfg.model.patch} img ${cfg.model.imgSize}, batch ${cfg.optim.batch}${ranks}, ` +
+          `device ${flags.device ?? 'cpu'}, out ${cfg.out}`);
+      }
       const r = await pretrain(cfg, {
-        resume: flags.resume, signal: ac.signal, onMessage: say, onStart: (s) => progress.start(s), onLog: (l, total) => progress.onLog(l, total),
-      }).finally(() => progress.stop());
+        resume: flags.resume, signal: ac.signal, onMessage: say, onStart: (s) => progress?.start(s), onLog: (l, total) => progress?.onLog(l, total),
+        processGroup: pg,
+      }).finally(() => progress?.stop());
+      pg?.barrier(); // leave together: rank 0's store must outlive the others' last read of it
+      pg?.destroy();
+      if (rank !== 0) {
+        if (ac.signal.aborted) process.exitCode = 130;
+        return;
+      }
       if (ac.signal.aborted) {
         say(`interrupted at step ${r.steps}; continue with the same command and --resume`);
         process.exitCode = 130;
@@ -168,6 +202,20 @@ export function buildCli(): Command {
   registerConvertCommand(program);
   registerDataCommands(program);
   return usageHints(program);
+}
+
+/** `pretrain --nproc N`: this process starts the ranks (the same command, each with its RANK) and waits. */
+async function launchRanks(flags: PretrainFlags): Promise<number> {
+  const info = c10dInfo();
+  if (!info.c10d) throw new Error(`--nproc: ${info.reason}`);
+  if (flags.device) setDefaultDevice(flags.device); // refuse a device this libtorch lacks before starting ranks
+  const cfg = pretrainConfig(flags);
+  const threads = flags.threads ?? (cfg.threads > 0 ? cfg.threads : availableParallelism());
+  const argv = process.argv.slice(2);
+  return launchLocal({
+    nproc: flags.nproc!, nnodes: flags.nnodes, nodeRank: flags.nodeRank, masterAddr: flags.masterAddr, masterPort: flags.masterPort,
+    threads, script: process.argv[1]!, args: (per) => [...argv, '--threads', String(per)],
+  });
 }
 
 const isMain = process.argv[1] && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1]);

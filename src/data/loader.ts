@@ -62,6 +62,13 @@ export interface LoaderOptions {
   corrupt?: 'replace' | 'drop';
   /** Decodes in flight per batch in each thread (default 4). */
   decodeConcurrency?: number;
+  /**
+   * Data parallelism: this process is `rank` of `worldSize`. Every rank draws the same global batches
+   * of batchSize * worldSize samples (one seeded order) and reads rows rank*batchSize..(rank+1)*batchSize-1
+   * of each, so the ranks together see exactly what one process with the global batch would
+   * (augmentations are seeded per sample). Needs dropLast.
+   */
+  shard?: { rank: number; worldSize: number };
 }
 
 interface Slot {
@@ -76,6 +83,9 @@ export function defaultWorkers(): number {
 
 export class DataLoader {
   readonly batchSize: number;
+  /** This rank and the number of ranks sharing each global batch (0 and 1 without sharding). */
+  readonly rank: number;
+  readonly worldSize: number;
   readonly shuffle: boolean;
   readonly dropLast: boolean;
   readonly seed: number;
@@ -107,8 +117,16 @@ export class DataLoader {
     this.shuffle = opts.shuffle ?? true;
     this.dropLast = opts.dropLast ?? true;
     this.seed = opts.seed ?? 0;
-    if (this.dropLast && dataset.length < B) {
-      throw new Error(`${name}: ${dataset.length} samples, fewer than one batch of ${B} (drop_last); lower the batch size`);
+    const { rank = 0, worldSize = 1 } = opts.shard ?? {};
+    if (!Number.isInteger(worldSize) || worldSize < 1 || !Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
+      throw new Error(`DataLoader shard: rank must be in [0, worldSize), got rank ${rank} of ${worldSize}`);
+    }
+    if (worldSize > 1 && !this.dropLast) throw new Error('DataLoader shard: sharding needs dropLast (every rank gets a full batch)');
+    this.rank = rank;
+    this.worldSize = worldSize;
+    if (this.dropLast && dataset.length < B * worldSize) {
+      const what = worldSize > 1 ? `one global batch of ${B} x ${worldSize} ranks` : `one batch of ${B}`;
+      throw new Error(`${name}: ${dataset.length} samples, fewer than ${what} (drop_last); lower the batch size`);
     }
     const w = opts.workers ?? defaultWorkers();
     if (!Number.isInteger(w) || w < 0) throw new Error(`workers must be a non-negative integer, got ${w}`);
@@ -157,7 +175,8 @@ export class DataLoader {
 
   get stepsPerEpoch(): number {
     const n = this.dataset.length;
-    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+    const global = this.batchSize * this.worldSize;
+    return this.dropLast ? Math.floor(n / global) : Math.ceil(n / global);
   }
 
   /** Worker threads currently alive. */
@@ -250,7 +269,8 @@ export class DataLoader {
       const issue = (): void => {
         while (issued < steps && inFlight.size < window) {
           const b = issued++;
-          const indices = order.slice(b * B, Math.min((b + 1) * B, order.length));
+          const start = b * B * this.worldSize + this.rank * B; // this rank's rows of global batch b
+          const indices = order.slice(start, Math.min(start + B, order.length));
           const p = this.request({ id: base + b, epoch, indices });
           p.catch(() => undefined); // handled when awaited
           inFlight.set(b, p);

@@ -7,14 +7,14 @@ import { Expander } from '../nn/expander.js';
 import type { Module } from '../nn/module.js';
 import type { PretrainConfig } from '../config.js';
 import { ijepaTransform, vicregViews, type Batch, type ViewSpec } from '../data/index.js';
-import { MultiBlockMaskSampler } from './masks.js';
+import { MultiBlockMaskSampler, selectMasks, type MaskBatch } from './masks.js';
 import { momentumAt, autoEmaStart } from './schedulers.js';
 import { emaUpdate } from './ema.js';
 import { jepaForward, maskTensors } from './step.js';
 import { encoderConfig } from '../config.js';
 import type { CjepaOptions } from './losses.js';
 import type { CheckpointState } from './checkpoint.js';
-import type { TrainingMethod } from './training_method.js';
+import { SINGLE_SHARD, type MethodShard, type TrainingMethod } from './training_method.js';
 
 export class JepaMethod implements TrainingMethod {
   readonly encoder: VisionTransformer;
@@ -28,7 +28,7 @@ export class JepaMethod implements TrainingMethod {
   /** Two augmented views per image, both through the JEPA loss, VICReg between them. */
   readonly twoViews: boolean;
 
-  constructor(readonly cfg: PretrainConfig, channels: number) {
+  constructor(readonly cfg: PretrainConfig, channels: number, readonly shard: MethodShard = SINGLE_SHARD) {
     const m = cfg.model, size = m.imgSize;
     const encCfg = encoderConfig(cfg, channels);
     this.encoder = new VisionTransformer(encCfg);
@@ -45,6 +45,7 @@ export class JepaMethod implements TrainingMethod {
     this.projector = this.twoViews && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed) : null;
     const crop = ijepaTransform({ size, scale: cfg.aug.scale, flip: cfg.aug.flip });
     this.views = !this.twoViews ? [crop] : cfg.cjepa.viewAug === 'vicreg' ? vicregViews({ size }) : [crop, { ...crop, name: 'ijepa-2' }];
+    if (this.projector && shard.allGather) this.projector.syncBatchNorm({ rank: shard.rank, allGather: shard.allGather });
     this.sampler = new MultiBlockMaskSampler({ gridSize: gridOf(size, m.patch), allowOverlap: false, ...cfg.masks }, cfg.seed);
   }
 
@@ -60,10 +61,25 @@ export class JepaMethod implements TrainingMethod {
   forward(batch: Batch): Record<string, Tensor> {
     // two views: one batch of 2B images (view 1 of every image, then view 2), each with its own masks
     const images = this.twoViews ? cat(batch.views.map((v) => tensor(v, batch.shape, onDefaultDevice())), 0) : tensor(batch.views[0]!, batch.shape, onDefaultDevice());
-    const masks = maskTensors(this.sampler.sample(images.size(0)));
+    const masks = maskTensors(this.sampleMasks(images.size(0)));
     const projector = this.projector ? (x: Tensor) => this.projector!.forward(x) : undefined;
-    const t = jepaForward({ encoder: this.encoder, targetEncoder: this.targetEncoder, predictor: this.predictor }, images, masks.ctx, masks.tgt, this.options, undefined, projector);
+    const t = jepaForward({ encoder: this.encoder, targetEncoder: this.targetEncoder, predictor: this.predictor }, images, masks.ctx, masks.tgt, this.options, this.shard.allGather, projector);
     return this.cfg.method === 'ijepa' ? { loss: t.loss } : { ...t };
+  }
+
+  /**
+   * Masks of this rank's n images. With several ranks every rank draws the global batch's masks (one
+   * RNG stream, the collator's common lengths over the global batch) and keeps its rows: view-major
+   * [view 1 of all images, view 2 of all images] globally and locally.
+   */
+  private sampleMasks(n: number): MaskBatch {
+    const { rank, worldSize } = this.shard;
+    if (worldSize === 1) return this.sampler.sample(n);
+    const views = this.twoViews ? 2 : 1;
+    const b = n / views, global = b * worldSize;
+    const rows: number[] = [];
+    for (let v = 0; v < views; v++) for (let i = 0; i < b; i++) rows.push(v * global + rank * b + i);
+    return selectMasks(this.sampler.sample(n * worldSize), rows);
   }
 
   afterUpdate(step: number, totalSteps: number): number {

@@ -57,6 +57,11 @@ export interface MaskBatch {
   contextBlockHW: [number, number]; // (h, w) of this batch's context block (before target removal)
 }
 
+/** The masks of some images of a batch (data parallelism: this rank's rows of the global batch's masks). */
+export function selectMasks(m: MaskBatch, rows: readonly number[]): MaskBatch {
+  return { ...m, context: rows.map((i) => m.context[i]!), targets: m.targets.map((t) => rows.map((i) => t[i]!)) };
+}
+
 /** I-JEPA config values (paper configs, not the official class defaults), unbiased sampler. */
 export function defaultMaskConfig(gridSize: [number, number]): MultiBlockMaskConfig {
   return {

@@ -12,11 +12,13 @@ import { type PretrainConfig, validateConfig, architectureConflict } from '../co
 import { openDatasets, DataLoader, evalTransform, type Dataset, type Batch } from '../data/index.js';
 import { WarmupCosineSchedule, CosineWDSchedule, scaledWarmup, WARMUP_MAX_FRACTION } from './schedulers.js';
 import { AdamW, ijepaParamGroups, clipGradNorm } from './optim.js';
-import { createMethod, lossFormula } from './training_method.js';
+import { createMethod, lossFormula, type TrainingMethod } from './training_method.js';
 import { saveCheckpoint, hasCheckpoint, resolveIntactCheckpoint, readCheckpointState, loadNet, type CheckpointState } from './checkpoint.js';
 import { acquireRunLock, LOCK_FILE, type RunLock } from './run_lock.js';
 import { collapseStats, collapseVerdict, type CollapseStats } from './monitors.js';
 import { writeLineChartPng } from '../util/plot.js';
+import type { ProcessGroup } from '../distributed/process_group.js';
+import { dataParallel, singleProcess, type StepSync } from '../distributed/ddp.js';
 
 export interface StepLog {
   kind: 'step';
@@ -33,6 +35,10 @@ export interface StepLog {
   skipped: number;
   live_tensors: number;
   time_s: number;
+  /** Data parallelism: ms spent averaging gradients over ranks in this step. */
+  allreduce_ms?: number;
+  /** Data parallelism: ms in all collectives of this step (gradients, all-gathers, loss terms), waiting for peers included. */
+  comm_ms?: number;
 }
 /** Collapse monitors of the evaluated encoder (the EMA target for JEPA methods) and of the online encoder. */
 export interface MonitorLog extends CollapseStats {
@@ -68,6 +74,11 @@ export interface PretrainOptions {
   signal?: AbortSignal;
   /** Testing hook: stop (without a final checkpoint) after this many steps, as if killed. */
   killAfterSteps?: number;
+  /**
+   * Data-parallel training: this process is one rank of the group. `optim.batch` is per rank (the
+   * global batch is batch x world size); only rank 0 writes to the run directory.
+   */
+  processGroup?: ProcessGroup;
 }
 
 export interface PretrainResult {
@@ -117,33 +128,49 @@ export function checkResumable(out: string): void {
 /** Pretrains; one writer per run directory (run_lock.ts): the lock is held from the first write to the return. */
 export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainResult> {
   const held: RunLock[] = [];
+  const sync = o.processGroup && o.processGroup.worldSize > 1 ? dataParallel(o.processGroup) : singleProcess;
   const precision = runtime.precision; // the run sets its own; the caller's is restored after
-  try { return await pretrainLocked(config, o, held); } finally { held.forEach((l) => l.release()); runtime.precision = precision; }
+  try {
+    return await pretrainLocked(config, o, held, sync);
+  } catch (e) {
+    sync.fail((e as Error).message); // the other ranks then name this one instead of timing out blind
+    throw e;
+  } finally { held.forEach((l) => l.release()); runtime.precision = precision; }
 }
 
-async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: RunLock[]): Promise<PretrainResult> {
-  const cfg = validateConfig(structuredClone(config));
-  const say = o.onMessage ?? ((m: string) => console.error(m));
-  const out = cfg.out;
-  if (!o.resume && hasCheckpoint(out)) {
-    throw new Error(`'${out}' already holds a run (latest.json); pass --resume to continue it or choose another --out`);
+async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: RunLock[], sync: StepSync): Promise<PretrainResult> {
+  const main = sync.isMain; // rank 0 alone touches the run directory
+  let cfg = validateConfig(structuredClone(config));
+  if (sync.worldSize > 1) {
+    // every rank trains rank 0's config (its threads and workers are local choices)
+    const c0 = JSON.parse(sync.shareString('cjepa/config', main ? JSON.stringify(cfg) : null)) as PretrainConfig;
+    if (!main) cfg = validateConfig({ ...c0, threads: cfg.threads, workers: cfg.workers });
   }
-  if (o.resume) checkResumable(out);
-  mkdirSync(out, { recursive: true });
-  held.push(acquireRunLock(out)); // a second writer (pretrain or resume) is refused, naming the holder
+  const sayAll = o.onMessage ?? ((m: string) => console.error(m));
+  const say = main ? sayAll : () => {}; // run-level messages once; a rank's own data problems from every rank
+  const out = cfg.out;
+  if (main) {
+    if (!o.resume && hasCheckpoint(out)) {
+      throw new Error(`'${out}' already holds a run (latest.json); pass --resume to continue it or choose another --out`);
+    }
+    if (o.resume) checkResumable(out);
+    mkdirSync(out, { recursive: true });
+    held.push(acquireRunLock(out)); // a second writer (pretrain or resume) is refused, naming the holder
+  }
   if (cfg.threads > 0) setNumThreads(cfg.threads);
   manualSeed(cfg.seed);
   const precision = setPrecision(cfg.precision);
   if (precision === 'bf16') say('precision: bf16 autocast for the network forwards (weights, optimiser, losses fp32)');
 
   // ---------------------------------------------------------------- data and the method's networks
-  const { train, val } = await openDatasets(cfg.data, { valSplit: cfg.valSplit, seed: cfg.seed });
+  // rank 0 first: a dataset fetched by name lands once in the shared cache
+  const { train, val } = await sync.mainFirst('dataset opening', () => openDatasets(cfg.data, { valSplit: cfg.valSplit, seed: cfg.seed }));
   const channels = train.channels;
   const size = cfg.model.imgSize;
-  const method = createMethod(cfg, channels);
+  const method = createMethod(cfg, channels, { rank: sync.rank, worldSize: sync.worldSize, allGather: sync.allGather });
   const loader = new DataLoader(train, {
     batchSize: cfg.optim.batch, views: method.views, seed: cfg.seed, workers: cfg.workers, imageSize: size, patchSize: cfg.model.patch, channels,
-    onSkip: (src, why) => say(`[data] skipping ${src}: ${why}`),
+    onSkip: (src, why) => sayAll(`[data] skipping ${src}: ${why}`), shard: { rank: sync.rank, worldSize: sync.worldSize },
   });
   const monitorSet: Dataset = val ?? train;
   const monitorLoader = new DataLoader(monitorSet, {
@@ -154,6 +181,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   // ---------------------------------------------------------------- optimiser, schedules
   const named = method.trainable.flatMap(([prefix, m]) => m.namedParameters(`${prefix}.`));
   const opt = new AdamW(ijepaParamGroups(named), { betas: cfg.optim.betas, eps: cfg.optim.eps });
+  const params = opt.groups.flatMap((g) => g.params.map(([, p]) => p));
   const ipe = loader.stepsPerEpoch;
   const total = cfg.optim.steps > 0 ? cfg.optim.steps : Math.max(1, Math.round(cfg.optim.epochs * ipe));
   const wu = cfg.optim.scaleWarmup ? scaledWarmup(cfg.optim.warmupEpochs, ipe, total) : null;
@@ -165,7 +193,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   // ---------------------------------------------------------------- resume
   let step = 0, epoch = 0, stepInEpoch = 0;
   const metricsPath = join(out, 'metrics.jsonl');
-  if (o.resume && hasCheckpoint(out)) {
+  if (main && o.resume && hasCheckpoint(out)) {
     const dir = resolveIntactCheckpoint(out, say); // a damaged newest checkpoint: the newest intact one, with a warning
     const st = readCheckpointState(dir);
     const clash = architectureConflict(st.config as PretrainConfig, cfg, out);
@@ -177,39 +205,47 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
     });
     method.loadState(st);
     step = st.step; epoch = st.epoch; stepInEpoch = st.stepInEpoch;
+    const was = typeof st.worldSize === 'number' ? st.worldSize : 1;
+    if (was !== sync.worldSize) {
+      say(`resuming a run trained on ${was} rank(s) with ${sync.worldSize}: the global batch changes from ${was * cfg.optim.batch} to ` +
+        `${sync.worldSize * cfg.optim.batch} (optim.batch is per rank), so the batches from here differ from the original run's`);
+    }
     // metrics logged after the checkpoint belong to the lost steps: drop them
     if (existsSync(metricsPath)) {
       const kept = readFileSync(metricsPath, 'utf8').split('\n').filter((l) => { try { return (JSON.parse(l) as { step: number }).step <= step; } catch { return false; } }); // a torn last line (disk full) is dropped
       writeFileSync(metricsPath, kept.map((l) => l + '\n').join(''));
     }
     say(`resumed from ${dir} at step ${step} (epoch ${epoch})`);
-  } else {
+  } else if (main) {
     if (o.resume) say(`no checkpoint in '${out}' yet: starting the run from step 0`);
     if (existsSync(metricsPath)) writeFileSync(metricsPath, '');
   }
-  writeFileSync(join(out, 'config.json'), JSON.stringify(cfg, null, 2));
+  if (main) writeFileSync(join(out, 'config.json'), JSON.stringify(cfg, null, 2));
+  if (sync.worldSize > 1) ({ step, epoch, stepInEpoch } = shareStart(sync, method, opt, globalGen, { step, epoch, stepInEpoch }));
 
   const checkpoint = (): string => {
     const state: CheckpointState = {
       step, epoch, stepInEpoch, config: cfg, method: cfg.method, optimizerStep: opt.step,
-      ...method.saveState(), torchRng: tidy(() => Array.from(globalGen.getState().data<'uint8'>())),
+      ...method.saveState(), worldSize: sync.worldSize, torchRng: tidy(() => Array.from(globalGen.getState().data<'uint8'>())),
     };
     const netsOut = Object.fromEntries(Object.entries(method.networks).map(([stem, net]) => [stem, net.stateDict()]));
     return saveCheckpoint(out, { nets: netsOut, optimizer: opt.stateTensors(), state }, cfg.log.keepCheckpoints);
   };
   const log = (l: StepLog | MonitorLog) => {
+    if (!main) return;
     appendFileSync(metricsPath, JSON.stringify(l) + '\n');
     o.onLog?.(l, total);
   };
   const monitor = async () => {
+    if (!main) return; // the monitors run no collective: rank 0 alone
     // the evaluated encoder (EMA target for JEPA), and the online encoder when it is another network
     const stats = async (enc: VisionTransformer) => {
       const emb = await monitorEmbeddings(enc, monitorLoader, cfg.log.monitorSamples);
       try { return collapseStats(emb); } finally { emb.dispose(); }
     };
-    const main = await stats(method.evalEncoder);
+    const ev = await stats(method.evalEncoder);
     const online = method.onlineEncoder !== method.evalEncoder ? await stats(method.onlineEncoder) : undefined;
-    log({ kind: 'monitor', step, epoch, ...main, verdict: collapseVerdict(main), ...(online ? { online } : {}) });
+    log({ kind: 'monitor', step, epoch, ...ev, verdict: collapseVerdict(ev), ...(online ? { online } : {}) });
   };
 
   // ---------------------------------------------------------------- the loop
@@ -222,7 +258,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   let lastCkpt: string | null = null;
   let finalLoss = NaN;
   let killed = false;
-  if (step === 0 && cfg.log.monitorEvery > 0) await monitor();
+  if (step === 0 && cfg.log.monitorEvery > 0) await sync.mainOnly('monitors at step 0', monitor);
   try {
     outer: while (step < total) {
       let skip = stepInEpoch;
@@ -231,11 +267,15 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
         if (step >= total) break outer;
         const ts = Date.now();
         const lr = lrs.lrAt(step), wd = wds.wdAt(step);
+        sync.markStep(step);
+        const comm0 = sync.commMs();
         const terms = trainStep(batch);
-        if (cfg.optim.clipGrad > 0) clipGradNorm(opt.groups.flatMap((g) => g.params.map(([, p]) => p)), cfg.optim.clipGrad);
+        const gradMs = sync.averageGrads(params);
+        if (cfg.optim.clipGrad > 0) clipGradNorm(params, cfg.optim.clipGrad);
         opt.update(lr, wd);
         for (const [, m] of method.trainable) m.zeroGrad();
         const momentum = method.afterUpdate(step, total);
+        const commMs = sync.commMs() - comm0;
         step++; stepInEpoch++;
         finalLoss = terms.loss!;
         const stepMs = Date.now() - ts;
@@ -243,22 +283,34 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
           const { loss, ...rest } = terms;
           log({
             kind: 'step', step, epoch, loss: loss!, terms: rest, lr, wd, momentum: momentum ?? NaN,
-            imgs_per_s: (cfg.optim.batch * 1000) / Math.max(1, stepMs + batch.waitMs), data_wait_ms: batch.waitMs, step_ms: stepMs,
+            imgs_per_s: (cfg.optim.batch * sync.worldSize * 1000) / Math.max(1, stepMs + batch.waitMs), data_wait_ms: batch.waitMs, step_ms: stepMs,
             skipped: batch.skipped, live_tensors: liveTensors(), time_s: (Date.now() - t0) / 1000,
+            ...(sync.worldSize > 1 ? { allreduce_ms: Math.round(gradMs * 100) / 100, comm_ms: Math.round(commMs * 100) / 100 } : {}),
           });
         }
-        if (cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery === 0) await monitor();
-        if (step % cfg.log.checkpointEvery === 0 && step < total) lastCkpt = checkpoint();
+        const doMonitor = cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery === 0;
+        const doCkpt = step % cfg.log.checkpointEvery === 0 && step < total;
+        if (doMonitor || doCkpt) {
+          await sync.mainOnly(`checkpoint or monitors at step ${step}`, async () => {
+            if (doMonitor) await monitor();
+            if (doCkpt) lastCkpt = checkpoint();
+          });
+        }
         if (o.killAfterSteps !== undefined && step >= o.killAfterSteps) { killed = true; break outer; }
         if (o.signal) await new Promise((r) => setImmediate(r)); // let a signal handler run (a synchronous loader never yields to it)
-        if (o.signal?.aborted) { lastCkpt = checkpoint(); say(`stopped at step ${step}; checkpoint ${lastCkpt}`); killed = true; break outer; }
+        if (sync.any(o.signal?.aborted ?? false)) { // every rank stops at the same step
+          await sync.mainOnly(`checkpoint at the stop (step ${step})`, async () => { lastCkpt = checkpoint(); });
+          say(`stopped at step ${step}; checkpoint ${lastCkpt}`); killed = true; break outer;
+        }
       }
       if (step < total) { epoch++; stepInEpoch = 0; }
     }
     if (!killed) {
-      if (cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery !== 0) await monitor();
-      lastCkpt = checkpoint();
-      await writePlots(out, cfg);
+      await sync.mainOnly('final checkpoint', async () => {
+        if (cfg.log.monitorEvery > 0 && step % cfg.log.monitorEvery !== 0) await monitor();
+        lastCkpt = checkpoint();
+        await writePlots(out, cfg);
+      });
     }
   } finally {
     await loader.close();
@@ -272,19 +324,44 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   function trainStep(batch: Batch): Record<string, number> {
     return tidy(() => {
       const terms = method.forward(batch);
-      const values: Record<string, number> = {};
-      for (const [k, v] of Object.entries(terms)) {
-        const x = v.item();
+      const local: Record<string, number> = {};
+      for (const [k, v] of Object.entries(terms)) local[k] = v.item();
+      // the global batch's terms (each rank's are means over its rows): every rank sees the same values
+      const values = sync.averageTerms(local);
+      for (const [k, x] of Object.entries(values)) {
         if (!Number.isFinite(x)) {
           throw new Error(`non-finite loss at step ${step + 1}: term '${k}' = ${x}. Training stopped; the last good checkpoint is kept` +
             (lastCkpt ? ` (${lastCkpt})` : '') + '. Lower optim.lr or enable optim.clipGrad.');
         }
-        values[k] = x;
       }
-      terms.loss!.backward();
+      sync.backward(() => terms.loss!.backward());
       return values;
     });
   }
+}
+
+interface Counters { step: number; epoch: number; stepInEpoch: number }
+
+/**
+ * Data parallelism: rank 0 alone read the run directory (a resume), so every rank takes its weights,
+ * buffers, optimiser state, counters and RNG states before the first step.
+ */
+function shareStart(sync: StepSync, method: TrainingMethod, opt: AdamW, gen: Generator, c: Counters): Counters {
+  type Start = Counters & { optimizerStep: number; method: Partial<CheckpointState>; torchRng: number[] };
+  const mine: Start | null = sync.isMain
+    ? { ...c, optimizerStep: opt.step, method: method.saveState(), torchRng: tidy(() => Array.from(gen.getState().data<'uint8'>())) }
+    : null;
+  const start = JSON.parse(sync.shareString('cjepa/start', mine && JSON.stringify(mine))) as Start;
+  sync.broadcast([
+    ...Object.values(method.networks).flatMap((n) => [...n.namedParameters(), ...n.namedBuffers()].map(([, t]) => t)),
+    ...Object.values(opt.stateTensors()),
+  ]);
+  if (!sync.isMain) {
+    opt.step = start.optimizerStep;
+    method.loadState(start.method as CheckpointState);
+    tidy(() => gen.setState(tensor(Uint8Array.from(start.torchRng))));
+  }
+  return { step: start.step, epoch: start.epoch, stepInEpoch: start.stepInEpoch };
 }
 
 /** loss.png and rankme.png from metrics.jsonl (the loss formula in the title when `cfg` is given). */

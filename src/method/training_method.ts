@@ -7,6 +7,19 @@ import type { VisionTransformer } from '../nn/vit.js';
 import type { Batch, ViewSpec } from '../data/index.js';
 import type { PretrainConfig } from '../config.js';
 import type { CheckpointState } from './checkpoint.js';
+import type { AllGather } from './losses.js';
+
+/**
+ * Where this process sits in data-parallel training. Every rank draws the global batch's masks from
+ * the shared seed and keeps its rows; VICReg statistics and BatchNorm use the all-gathered global batch.
+ */
+export interface MethodShard {
+  rank: number;
+  worldSize: number;
+  /** Autograd-aware all-gather of rows over ranks; undefined in one process. */
+  allGather?: AllGather;
+}
+export const SINGLE_SHARD: MethodShard = { rank: 0, worldSize: 1 };
 
 export interface TrainingMethod {
   /** Every network saved in a checkpoint, by file stem (official state-dict names inside). */
@@ -50,6 +63,6 @@ export function lossFormula(cfg: PretrainConfig): string {
 }
 
 /** The training method of a config: I-JEPA / C-JEPA (JepaMethod) or VICReg (VicregMethod). */
-export function createMethod(cfg: PretrainConfig, channels: number): TrainingMethod {
-  return cfg.method === 'vicreg' ? new VicregMethod(cfg, channels) : new JepaMethod(cfg, channels);
+export function createMethod(cfg: PretrainConfig, channels: number, shard: MethodShard = SINGLE_SHARD): TrainingMethod {
+  return cfg.method === 'vicreg' ? new VicregMethod(cfg, channels, shard) : new JepaMethod(cfg, channels, shard);
 }

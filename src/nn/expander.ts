@@ -1,7 +1,7 @@
 // VICReg's expander (projector): (Linear-BatchNorm-ReLU) x (n-1), then a Linear without bias.
 import { Tensor, Generator, tidy } from '../tensor/index.js';
 import { Module } from './module.js';
-import { BatchNorm1d, Linear } from './layers.js';
+import { BatchNorm1d, Linear, type BatchSync } from './layers.js';
 
 export class Expander extends Module {
   readonly linears: Linear[] = [];
@@ -17,6 +17,10 @@ export class Expander extends Module {
       this.linears.push(this.child(String(3 * i), new Linear(dims[i]!, dims[i + 1]!, !last, init)));
       if (!last) this.norms.push(this.child(String(3 * i + 1), new BatchNorm1d(dims[i + 1]!)));
     }
+  }
+  /** Batch statistics over every rank's rows (data parallelism); undefined: this process's batch. */
+  syncBatchNorm(sync: BatchSync | undefined): void {
+    for (const n of this.norms) n.sync = sync;
   }
   forward(x: Tensor): Tensor {
     return tidy(() => {

@@ -36,6 +36,12 @@ export class LayerNorm extends Module {
 }
 
 /** BatchNorm over the feature dim of (N, C) inputs, with running statistics (VICReg expander). */
+/** This process's rank and an autograd-aware all-gather of rows over ranks (rank order). */
+export interface BatchSync {
+  rank: number;
+  allGather: (x: Tensor) => Tensor;
+}
+
 export class BatchNorm1d extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor;
@@ -51,11 +57,19 @@ export class BatchNorm1d extends Module {
     // kept for state-dict compatibility with torch.nn.BatchNorm1d
     this.numBatchesTracked = this.buffer('num_batches_tracked', zeros([], { dtype: 'int64' }));
   }
+  /**
+   * Data parallelism (SyncBatchNorm): training statistics over the global batch. The rows of every
+   * rank are gathered (with gradient), normalised by the same kernel one process would run on the
+   * global batch, and this rank keeps its rows; running statistics stay identical on every rank.
+   */
+  sync: BatchSync | undefined;
   forward(x: Tensor): Tensor {
     if (this.training) noGrad(() => this.numBatchesTracked.add_(1));
-    return F.batchNorm(x, this.runningMean, this.runningVar, {
-      weight: this.weight, bias: this.bias, training: this.training, momentum: this.momentum, eps: this.eps,
-    });
+    const opts = { weight: this.weight, bias: this.bias, training: this.training, momentum: this.momentum, eps: this.eps };
+    const s = this.sync;
+    if (!this.training || !s) return F.batchNorm(x, this.runningMean, this.runningVar, opts);
+    const n = x.size(0);
+    return tidy(() => F.batchNorm(s.allGather(x), this.runningMean, this.runningVar, opts).narrow(0, s.rank * n, n));
   }
 }
 
