@@ -75,6 +75,8 @@ export class AdamW {
         for (const [n, t] of map) {
           const src = state[`${prefix}.${n}`];
           if (!src) throw new Error(`optimizer state is missing '${prefix}.${n}'`);
+          // copy_ broadcasts: a moment of another shape would be spread silently
+          if (src.shape.join() !== t.shape.join()) throw new Error(`optimizer state '${prefix}.${n}' has shape [${src.shape}], the parameter [${t.shape}]`);
           t.copy_(src);
         }
       }
