@@ -86,9 +86,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> BatchNormBackwardMeta(
   return {mask[0] ? at::empty_like(input) : at::Tensor(), mask[1] ? at::empty_like(c) : at::Tensor(), mask[2] ? at::empty_like(c) : at::Tensor()};
 }
 
-// Shape-preserving ops: relu, and the loss gradients (their out variants resize `out`).
+// Shape-preserving ops: relu (relu_ has a meta kernel), and the loss gradients (their out variants resize `out`).
 at::Tensor ReluMeta(const at::Tensor& x) { return at::empty_like(x); }
-at::Tensor& ReluMeta_(at::Tensor& x) { return x; }
 at::Tensor SmoothL1BackwardMeta(const at::Tensor& g, const at::Tensor& self, const at::Tensor& target, int64_t, double) {
   CheckMeta("smooth_l1_loss_backward", {&g, &self, &target});
   return at::empty_like(self);
@@ -130,7 +129,6 @@ TORCH_LIBRARY_IMPL(aten, Meta, m) {
   m.impl("native_batch_norm", BatchNormMeta);
   m.impl("native_batch_norm_backward", BatchNormBackwardMeta);
   m.impl("relu", ReluMeta);
-  m.impl("relu_", ReluMeta_);
   m.impl("smooth_l1_loss_backward", SmoothL1BackwardMeta);
   m.impl("smooth_l1_loss_backward.grad_input", SmoothL1BackwardOutMeta);
   m.impl("mse_loss_backward", MseBackwardMeta);
