@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Tensor } from '../src/tensor/index.js';
+import { Tensor, zeros } from '../src/tensor/index.js';
 import { loadTensors } from '../src/io/tensors.js';
 import { readTorchFile } from '../src/io/torch_load.js';
 import { PyDict } from '../src/io/pickle.js';
@@ -79,6 +79,11 @@ test('convert writes optimizer.safetensors: every AdamW moment equals PyTorch\'s
     const named = method.trainable.flatMap(([prefix, m]) => m.namedParameters(`${prefix}.`));
     const opt = new AdamW(ijepaParamGroups(named));
     assert.deepEqual(Object.keys(opt.stateTensors()).sort(), Object.keys(got).sort());
+    opt.loadStateTensors(got, 2);
+    assert.equal(maxAbsDiff(opt.stateTensors()['exp_avg.predictor.mask_token']!, ref['exp_avg.predictor.mask_token']!), 0);
+    // a moment of another shape is refused, not broadcast by copy_
+    assert.throws(() => opt.loadStateTensors({ ...got, 'exp_avg.encoder.norm.weight': zeros([1]) }, 2),
+      /optimizer state 'exp_avg\.encoder\.norm\.weight' has shape \[1\], the parameter \[48\]/);
     opt.dispose();
   } finally {
     method.dispose();
