@@ -183,7 +183,7 @@ export function convertTorchCheckpoint(file: string, out: string, o: ConvertOpti
 /** Adds `convert` to a commander program. */
 export function registerConvertCommand(program: Command): Command {
   program.command('convert')
-    .description('convert an official I-JEPA checkpoint (.pth.tar) or a state-dict .pth into a cjepa run directory (read safely: no code runs)')
+    .description('convert an official I-JEPA checkpoint (.pth.tar: networks and AdamW state) or a state-dict .pth into a cjepa run directory that pretrain --resume continues (read safely: no code runs)')
     .argument('<file>', 'torch.save file: official I-JEPA training checkpoint or a plain encoder state dict')
     .argument('<out>', 'new run directory')
     .option('--model <name>', `ViT size settling the head count (${Object.keys(VIT_SIZES).join(', ')})`)
