@@ -47,6 +47,7 @@ import torch_ckpt
 d = ${JSON.stringify(dir)}
 sds, moments = torch_ckpt.official_trained(d + '/trained.pth.tar', steps=2)
 torch_ckpt.official_trained(d + '/two_groups.pth.tar', steps=2, layout='two_groups')
+torch_ckpt.official_trained(d + '/swapped.pth.tar', steps=2, layout='swapped')
 torch_ckpt.plain(d + '/plain.pth', sds['target_encoder'])
 torch_ckpt.evil_files(d, d)
 out.update(moments)
@@ -125,6 +126,11 @@ test('another param-group layout, or a refused global in opt: the networks are c
   assert.deepEqual(j.networks, ['encoder', 'target_encoder', 'predictor']);
   assert.ok(!existsSync(join(CKPT(P('two')), 'optimizer.safetensors')));
   assert.equal(JSON.parse(readFileSync(join(CKPT(P('two')), 'state.json'), 'utf8')).optimizerStep, 0);
+
+  const swapped = cli('convert', P('swapped.pth.tar'), P('swapped'), '--heads', '3');
+  assert.equal(swapped.status, 0, swapped.stderr);
+  assert.match(warnings(swapped.stderr).join('\n'), /entry 'opt': param_groups\[0\] has 8 parameters, the checkpoint's encoder has 10 weights \(no bias, not 1-D\); the official init_opt layout/);
+  assert.ok(!existsSync(join(CKPT(P('swapped')), 'optimizer.safetensors')));
 
   const evil = cli('convert', P('evil_in_opt.pth.tar'), P('evil'), '--heads', '3');
   assert.equal(evil.status, 0, evil.stderr);

@@ -65,6 +65,8 @@ def official_opt(encoder, predictor, steps=1):
         {'params': [p for n, p in predictor.named_parameters() if ('bias' in n) or (len(p.shape) == 1)], 'WD_exclude': True, 'weight_decay': 0},
     ]
     opt = torch.optim.AdamW(param_groups)
+    if steps == 0:
+        return opt
     if steps == 1:  # the files of the reader tests
         loss = sum((p ** 2).sum() for g in param_groups for p in g['params'] if p.requires_grad)
         loss.backward()
@@ -75,12 +77,17 @@ def official_opt(encoder, predictor, steps=1):
 
 
 def official_trained(path, steps=2, layout='official', seed=0):
-    """An official-layout checkpoint after `steps` real AdamW steps (init_opt's groups, or 'two_groups':
-    decay / no-decay over both networks together, a layout convert must refuse). Returns the networks'
+    """An official-layout checkpoint after `steps` real AdamW steps (init_opt's groups; layouts convert
+    must refuse: 'two_groups', decay / no-decay over both networks together, or 'swapped', init_opt's
+    groups with the predictor's first). Returns the networks'
     state dicts and, per parameter by name, PyTorch's moments: 'exp_avg.encoder.<name>', ... and 'step'."""
     encoder, predictor, target = networks(seed)
     if layout == 'official':
         opt = official_opt(encoder, predictor, steps)
+    elif layout == 'swapped':  # four groups, the predictor's first
+        groups = official_opt(encoder, predictor, 0).param_groups
+        opt = torch.optim.AdamW([groups[1], groups[0], groups[3], groups[2]])
+        _steps(opt, steps)
     else:
         named = list(encoder.named_parameters()) + list(predictor.named_parameters())
         opt = torch.optim.AdamW([{'params': [p for n, p in named if p.ndim > 1 and 'bias' not in n]},
