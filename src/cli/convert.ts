@@ -3,7 +3,7 @@
 // encoder / target_encoder / predictor .safetensors and state.json, latest.json, so eval, embed
 // and any safetensors reader work on the result. The file is read with the restricted unpickler
 // (no code runs); tensors go from the archive to the safetensors files without libtorch, one
-// network at a time (peak memory: about one network; the optimiser: about twice the encoder). The
+// tensor at a time (peak memory: about the largest tensor). The
 // AdamW state ('opt') becomes optimizer.safetensors and state.json's optimizerStep when it has the
 // official init_opt layout (src/io/ijepa_optimizer.ts); otherwise it is skipped with a warning and a
 // resume starts fresh moments.
@@ -14,7 +14,7 @@ import { intArg } from './args.js';
 import { openTorchCheckpoint, type TorchCheckpoint } from '../io/ijepa_checkpoint.js';
 import { type TorchTensor } from '../io/torch_load.js';
 import { convertOfficialOptimizer, OptimizerLayoutError, type ConvertedOptimizer } from '../io/ijepa_optimizer.js';
-import { writeSafetensorsFileSync, type RawTensor } from '../io/safetensors.js';
+import { writeSafetensorsFileLazySync, type LazyRawTensor } from '../io/safetensors.js';
 import { VIT_SIZES, type ViTConfig } from '../nn/vit.js';
 import { inferHeads, inferEncoderConfig, type HeadsInference } from '../eval/load_encoder.js';
 import { resolveConfig, type PretrainConfig } from '../config.js';
@@ -86,9 +86,12 @@ function predictorModel(s: Shapes, embedDim: number, grid: number, numHeads: num
   return { embedDim: pd, depth, numHeads };
 }
 
-function rawOf(sd: Record<string, TorchTensor>): Record<string, RawTensor> {
-  const out: Record<string, RawTensor> = {};
-  for (const [k, t] of Object.entries(sd)) Object.defineProperty(out, k, { value: t.toRaw(), enumerable: true, writable: true, configurable: true });
+/** Tensors read from the archive as each is written: memory holds one tensor, not a network. */
+function lazyOf(sd: Record<string, TorchTensor>): Record<string, LazyRawTensor> {
+  const out: Record<string, LazyRawTensor> = {};
+  for (const [k, t] of Object.entries(sd)) {
+    Object.defineProperty(out, k, { value: { dtype: t.dtype, shape: t.shape, read: () => t.toRaw().data }, enumerable: true, writable: true, configurable: true });
+  }
   return out;
 }
 
@@ -151,11 +154,11 @@ export function convertTorchCheckpoint(file: string, out: string, o: ConvertOpti
     mkdirSync(tmp);
     try {
       for (const [stem, sd] of sds) {
-        writeSafetensorsFileSync(join(tmp, `${stem}.safetensors`), rawOf(sd), { format: 'pt', step: '0', source: basename(file) });
+        writeSafetensorsFileLazySync(join(tmp, `${stem}.safetensors`), lazyOf(sd), { format: 'pt', step: '0', source: basename(file) });
         say(`wrote ${stem}.safetensors (${Object.keys(sd).length} tensors)`);
       }
       if (opt) {
-        writeSafetensorsFileSync(join(tmp, 'optimizer.safetensors'), rawOf(opt.tensors), { step: String(opt.step), source: basename(file) });
+        writeSafetensorsFileLazySync(join(tmp, 'optimizer.safetensors'), lazyOf(opt.tensors), { step: String(opt.step), source: basename(file) });
         say(`wrote optimizer.safetensors (AdamW moments of ${opt.params} parameters, step ${opt.step})`);
       }
       const state = {
