@@ -270,7 +270,8 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "foreachNormSq", FN {
     auto a = TL(info, 0);
     at::NoGradGuard ng;
-    at::Tensor acc = at::zeros({}, at::kDouble);
+    // on the tensors' device: a CPU accumulator fails against CUDA (or meta) norms
+    at::Tensor acc = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(a.empty() ? at::Device(at::kCPU) : a[0].device()));
     for (auto& t : a) acc += at::linalg_vector_norm(t, 2, c10::nullopt, false, at::kDouble).square();
     R(acc);
   });

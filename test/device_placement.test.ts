@@ -1,6 +1,6 @@
 // Every tensor of a training step on the default device. There is no GPU here, so the step runs on
 // libtorch's 'meta' device (shapes and devices, no data): networks built, forward, backward, AdamW
-// update and EMA for C-JEPA (two views, projector), I-JEPA and VICReg. A creator that ignores the
+// update (gradient clipping included) and EMA for C-JEPA (two views, projector), I-JEPA and VICReg. A creator that ignores the
 // default device makes a CPU tensor; the op mixing it with meta tensors throws (as it would on CUDA),
 // or the final check finds it. An explicit CPU generator filling a meta tensor throws as on CUDA too.
 import { test, afterEach } from 'node:test';
@@ -9,7 +9,7 @@ import { Tensor, tensor, zeros, empty, Generator, tidy, runtime } from '../src/t
 import { useMetaDevice } from '../src/tensor/testing.js';
 import { resolveConfig, type PretrainConfig } from '../src/config.js';
 import { createMethod, type TrainingMethod } from '../src/method/training_method.js';
-import { AdamW, ijepaParamGroups } from '../src/method/optim.js';
+import { AdamW, ijepaParamGroups, clipGradNorm_ } from '../src/method/optim.js';
 import { truncNormal_ } from '../src/nn/init.js';
 import type { Batch } from '../src/data/index.js';
 
@@ -31,7 +31,7 @@ function offDevice(named: [string, Tensor | undefined][], device: string): strin
   return named.filter(([, t]) => t !== undefined && t.device !== device).map(([n, t]) => `${n} on ${t!.device}`);
 }
 
-/** One training step as trainer.ts runs it, minus item() (meta has no data) and gradient clipping (it reads the norm). */
+/** One training step as trainer.ts runs it (gradient clipping on), minus item() on the loss terms (meta has no data). */
 function stepOn(cfg: PretrainConfig): { method: TrainingMethod; opt: AdamW } {
   const method = createMethod(cfg, 3);
   const named = method.trainable.flatMap(([prefix, m]) => m.namedParameters(`${prefix}.`));
@@ -41,6 +41,9 @@ function stepOn(cfg: PretrainConfig): { method: TrainingMethod; opt: AdamW } {
     assert.equal(terms['loss']!.device, runtime.defaultDevice);
     terms['loss']!.backward();
   });
+  const norm = clipGradNorm_(opt.groups.flatMap((g) => g.params.map(([, p]) => p)), 1.0);
+  assert.equal(norm.device, runtime.defaultDevice);
+  norm.dispose();
   opt.update(1e-3, 0.04);
   method.afterUpdate(0, 10); // EMA of the target encoder (JEPA methods)
   return { method, opt };

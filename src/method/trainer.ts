@@ -11,7 +11,7 @@ import type { Module } from '../nn/module.js';
 import { type PretrainConfig, validateConfig, architectureConflict } from '../config.js';
 import { openDatasets, DataLoader, evalTransform, type Dataset, type Batch } from '../data/index.js';
 import { WarmupCosineSchedule, CosineWDSchedule, scaledWarmup, WARMUP_MAX_FRACTION } from './schedulers.js';
-import { AdamW, ijepaParamGroups, clipGradNorm } from './optim.js';
+import { AdamW, ijepaParamGroups, clipGradNorm_ } from './optim.js';
 import { createMethod, lossFormula } from './training_method.js';
 import { saveCheckpoint, hasCheckpoint, resolveIntactCheckpoint, readCheckpointState, loadNet, type CheckpointState } from './checkpoint.js';
 import { acquireRunLock, LOCK_FILE, type RunLock } from './run_lock.js';
@@ -256,7 +256,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
         const ts = Date.now();
         const lr = lrs.lrAt(step), wd = wds.wdAt(step);
         const terms = trainStep(batch);
-        if (cfg.optim.clipGrad > 0) clipGradNorm(opt.groups.flatMap((g) => g.params.map(([, p]) => p)), cfg.optim.clipGrad);
+        if (cfg.optim.clipGrad > 0) clipGradNorm_(opt.groups.flatMap((g) => g.params.map(([, p]) => p)), cfg.optim.clipGrad).dispose();
         opt.update(lr, wd);
         for (const [, m] of method.trainable) m.zeroGrad();
         const momentum = method.afterUpdate(step, total);
