@@ -358,6 +358,7 @@ static Napi::Value To(const Napi::CallbackInfo& info) {
 
 static Napi::Value SetMetaAllowed(const Napi::CallbackInfo& info) {
   gMetaAllowed = info[0].ToBoolean();
+  if (gMetaAllowed) RegisterMetaKernels();
   return info.Env().Undefined();
 }
 static Napi::Value CudaAvailable(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), at::hasCUDA()); }

@@ -1,10 +1,13 @@
 // Meta-device kernels that libtorch 1.13's C++ library lacks (PyTorch registers them in Python, in
 // torch/_meta_registrations.py), so the test hook useMetaDevice (src/tensor/testing.ts) can run a
 // whole training step. Each computes output shapes only: convolution, layer norm, batch norm (forward
-// and backward), relu, var / std, and the smooth-L1 / MSE loss gradients. Registered for
-// the Meta dispatch key alone; CPU and CUDA kernels are untouched.
+// and backward), relu, var / std, and the smooth-L1 / MSE loss gradients. Registered for the Meta
+// dispatch key alone, when the hook is first turned on (RegisterMetaKernels); CPU and CUDA kernels
+// are untouched.
 #include <torch/library.h>
 #include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <memory>
 
 namespace {
 
@@ -121,18 +124,35 @@ at::Tensor VarMeta(const at::Tensor& self, at::OptionalIntArrayRef dim, c10::opt
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(aten, Meta, m) {
-  m.impl("convolution_overrideable", ConvolutionMeta);
-  m.impl("convolution_backward_overrideable", ConvolutionBackwardMeta);
-  m.impl("native_layer_norm", LayerNormMeta);
-  m.impl("native_layer_norm_backward", LayerNormBackwardMeta);
-  m.impl("native_batch_norm", BatchNormMeta);
-  m.impl("native_batch_norm_backward", BatchNormBackwardMeta);
-  m.impl("relu", ReluMeta);
-  m.impl("smooth_l1_loss_backward", SmoothL1BackwardMeta);
-  m.impl("smooth_l1_loss_backward.grad_input", SmoothL1BackwardOutMeta);
-  m.impl("mse_loss_backward", MseBackwardMeta);
-  m.impl("mse_loss_backward.grad_input", MseBackwardOutMeta);
-  m.impl("var.correction", VarMeta);
-  m.impl("std.correction", VarMeta);
+namespace cj {
+
+// Registered on the first useMetaDevice(true), and only for ops that have no meta kernel in this
+// libtorch (newer ones have some; re-registering would warn): programs that never turn the hook on
+// run with libtorch's dispatch tables untouched.
+void RegisterMetaKernels() {
+  static std::unique_ptr<torch::Library> lib;
+  if (lib) return;
+  lib = std::make_unique<torch::Library>(torch::Library::IMPL, "aten", c10::DispatchKey::Meta, __FILE__, __LINE__);
+  auto add = [](const std::string& name, auto fn) {
+    const auto dot = name.find('.');
+    c10::OperatorName op("aten::" + name.substr(0, dot), dot == std::string::npos ? "" : name.substr(dot + 1));
+    auto h = c10::Dispatcher::singleton().findOp(op);
+    if (h.has_value() && h->hasKernelForDispatchKey(c10::DispatchKey::Meta)) return;
+    lib->impl(name.c_str(), fn);
+  };
+  add("convolution_overrideable", ConvolutionMeta);
+  add("convolution_backward_overrideable", ConvolutionBackwardMeta);
+  add("native_layer_norm", LayerNormMeta);
+  add("native_layer_norm_backward", LayerNormBackwardMeta);
+  add("native_batch_norm", BatchNormMeta);
+  add("native_batch_norm_backward", BatchNormBackwardMeta);
+  add("relu", ReluMeta);
+  add("smooth_l1_loss_backward", SmoothL1BackwardMeta);
+  add("smooth_l1_loss_backward.grad_input", SmoothL1BackwardOutMeta);
+  add("mse_loss_backward", MseBackwardMeta);
+  add("mse_loss_backward.grad_input", MseBackwardOutMeta);
+  add("var.correction", VarMeta);
+  add("std.correction", VarMeta);
 }
+
+}  // namespace cj
