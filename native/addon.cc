@@ -154,6 +154,10 @@ c10::optional<at::Generator> OG(const Napi::CallbackInfo& info, size_t i) {
   return GeneratorOf(info, i);
 }
 
+// 'meta' tensors (shape, dtype and device, no data) only after setMetaAllowed(true): a test hook that
+// runs the training code without memory to find tensors created off the default device.
+static bool gMetaAllowed = false;
+
 // A device string that names a device this process has. libtorch's release build checks neither the
 // index of a CPU device ('cpu:1' was accepted) nor that a CUDA device exists before the first kernel.
 at::Device Dev(const Napi::CallbackInfo& info, size_t i) {
@@ -165,10 +169,22 @@ at::Device Dev(const Napi::CallbackInfo& info, size_t i) {
     int64_t n = at::hasCUDA() ? (int64_t)at::getNumGPUs() : 0;
     if (n == 0) throw std::invalid_argument("no such device '" + s + "': this libtorch has no CUDA device");
     if (d.has_index() && d.index() >= n) throw std::invalid_argument("no such device '" + s + "': " + std::to_string(n) + " CUDA device(s)");
+  } else if (d.is_meta() && gMetaAllowed) {
   } else {
     throw std::invalid_argument("unsupported device '" + s + "' (expected cpu or cuda[:N])");
   }
   return d;
+}
+
+// An explicit generator must be on the device type of the tensor it fills, as CUDA kernels demand; checked
+// here for every device so that a CPU generator reaching a non-CPU tensor also fails on 'meta' (whose
+// kernels ignore generators).
+c10::optional<at::Generator> OGOn(const Napi::CallbackInfo& info, size_t i, const at::Device& dev) {
+  auto g = OG(info, i);
+  if (g && g->device().type() != dev.type()) {
+    throw std::invalid_argument("a generator on '" + g->device().str() + "' cannot fill a tensor on '" + dev.str() + "' (draw on its device, then copy)");
+  }
+  return g;
 }
 
 at::TensorOptions Opts(const Napi::CallbackInfo& info, size_t dtypeArg, size_t deviceArg) {
@@ -216,9 +232,31 @@ struct OpEntry {
   Fn fn;
 };
 
+// With the meta test hook on, every op's tensor arguments must share one device, as CUDA kernels
+// check (a 0-dim CPU tensor excepted, as there); meta kernels do not check it themselves. copy_ is
+// the one op that crosses devices by design.
+static void CheckOneDevice(const char* op, const Napi::CallbackInfo& info) {
+  if (std::strcmp(op, "copy_") == 0) return;
+  const at::Tensor* first = nullptr;
+  auto check = [&](const Napi::Value& v) {
+    Holder* h = HolderOf(v);
+    if (h == nullptr || !h->t.defined() || (h->t.dim() == 0 && h->t.is_cpu())) return;
+    if (first == nullptr) first = &h->t;
+    else if (first->device() != h->t.device()) {
+      throw std::invalid_argument("expected all tensors on one device, found " + first->device().str() + " and " + h->t.device().str());
+    }
+  };
+  for (size_t i = 0; i < info.Length(); i++) {
+    if (!info[i].IsArray()) { check(info[i]); continue; }
+    auto a = info[i].As<Napi::Array>();
+    for (uint32_t k = 0; k < a.Length(); k++) check(a.Get(k));
+  }
+}
+
 static Napi::Value Guarded(const Napi::CallbackInfo& info) {
   auto* e = static_cast<OpEntry*>(info.Data());
   try {
+    if (gMetaAllowed) CheckOneDevice(e->name, info);
     return e->fn(info);
   } catch (const Napi::Error& err) {
     throw Napi::Error::New(info.Env(), std::string(e->name) + DescribeCall(info) + ": " + err.Message());
@@ -318,6 +356,11 @@ static Napi::Value To(const Napi::CallbackInfo& info) {
   return Wrap(info.Env(), t.to(dev, dt));
 }
 
+static Napi::Value SetMetaAllowed(const Napi::CallbackInfo& info) {
+  gMetaAllowed = info[0].ToBoolean();
+  if (gMetaAllowed) RegisterMetaKernels();
+  return info.Env().Undefined();
+}
 static Napi::Value CudaAvailable(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), at::hasCUDA()); }
 
 // ---- autograd
@@ -448,6 +491,7 @@ void RegisterCore(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "item", Item);
   Def(env, exports, "to", To);
   Def(env, exports, "cudaAvailable", CudaAvailable);
+  Def(env, exports, "setMetaAllowed", SetMetaAllowed);
   Def(env, exports, "backward", Backward);
   Def(env, exports, "grad", Grad);
   Def(env, exports, "setGrad", SetGrad);

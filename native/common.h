@@ -48,6 +48,9 @@ std::string S(const Napi::CallbackInfo& info, size_t i);
 at::ScalarType DT(const Napi::CallbackInfo& info, size_t i);
 int DTypeCode(at::ScalarType s);
 c10::optional<at::Generator> OG(const Napi::CallbackInfo& info, size_t i);
+// Meta kernels for the useMetaDevice test hook (meta.cc), registered once on first use.
+void RegisterMetaKernels();
+c10::optional<at::Generator> OGOn(const Napi::CallbackInfo& info, size_t i, const at::Device& dev);
 at::Device Dev(const Napi::CallbackInfo& info, size_t i);
 at::TensorOptions Opts(const Napi::CallbackInfo& info, size_t dtypeArg, size_t deviceArg);
 

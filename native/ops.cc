@@ -55,13 +55,13 @@ static at::Tensor SafeRemainder(const at::Tensor& a, const at::Scalar& b) {
 
 void RegisterOps(Napi::Env env, Napi::Object exports) {
   // ------------------------------------------------------------ random creation
-  Def(env, exports, "rand", FN { R(at::rand(IV(info, 0), OG(info, 2), Opts(info, 1, 3))); });
-  Def(env, exports, "randn", FN { R(at::randn(IV(info, 0), OG(info, 2), Opts(info, 1, 3))); });
-  Def(env, exports, "randint", FN { R(at::randint(I(info, 0), I(info, 1), IV(info, 2), OG(info, 4), Opts(info, 3, 5))); });
-  Def(env, exports, "randperm", FN { R(at::randperm(I(info, 0), OG(info, 2), Opts(info, 1, 3))); });
-  Def(env, exports, "uniform_", FN { T(info, 0).uniform_(D(info, 1), D(info, 2), OG(info, 3)); return info.Env().Undefined(); });
-  Def(env, exports, "normal_", FN { T(info, 0).normal_(D(info, 1), D(info, 2), OG(info, 3)); return info.Env().Undefined(); });
-  Def(env, exports, "bernoulli", FN { R(at::bernoulli(T(info, 0), OG(info, 1))); });
+  Def(env, exports, "rand", FN { auto o = Opts(info, 1, 3); R(at::rand(IV(info, 0), OGOn(info, 2, o.device()), o)); });
+  Def(env, exports, "randn", FN { auto o = Opts(info, 1, 3); R(at::randn(IV(info, 0), OGOn(info, 2, o.device()), o)); });
+  Def(env, exports, "randint", FN { auto o = Opts(info, 3, 5); R(at::randint(I(info, 0), I(info, 1), IV(info, 2), OGOn(info, 4, o.device()), o)); });
+  Def(env, exports, "randperm", FN { auto o = Opts(info, 1, 3); R(at::randperm(I(info, 0), OGOn(info, 2, o.device()), o)); });
+  Def(env, exports, "uniform_", FN { auto& t = T(info, 0); t.uniform_(D(info, 1), D(info, 2), OGOn(info, 3, t.device())); return info.Env().Undefined(); });
+  Def(env, exports, "normal_", FN { auto& t = T(info, 0); t.normal_(D(info, 1), D(info, 2), OGOn(info, 3, t.device())); return info.Env().Undefined(); });
+  Def(env, exports, "bernoulli", FN { auto& t = T(info, 0); R(at::bernoulli(t, OGOn(info, 1, t.device()))); });
 
   // ------------------------------------------------------------ elementwise
   U("neg", at::neg(x)) U("exp", at::exp(x)) U("log", at::log(x)) U("log1p", at::log1p(x)) U("sqrt", at::sqrt(x))
@@ -270,7 +270,8 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "foreachNormSq", FN {
     auto a = TL(info, 0);
     at::NoGradGuard ng;
-    at::Tensor acc = at::zeros({}, at::kDouble);
+    // on the tensors' device: a CPU accumulator fails against CUDA (or meta) norms
+    at::Tensor acc = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(a.empty() ? at::Device(at::kCPU) : a[0].device()));
     for (auto& t : a) acc += at::linalg_vector_norm(t, 2, c10::nullopt, false, at::kDouble).square();
     R(acc);
   });

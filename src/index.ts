@@ -11,7 +11,7 @@ export { sincos2dPosEmbed } from './nn/pos_embed.js';
 export * from './method/masks.js';
 export * from './method/losses.js';
 export { emaUpdate } from './method/ema.js';
-export { AdamW, ijepaParamGroups, clipGradNorm } from './method/optim.js';
+export { AdamW, ijepaParamGroups, clipGradNorm, clipGradNorm_ } from './method/optim.js';
 export * from './method/schedulers.js';
 export { jepaForward, vicregForward, maskTensors, jepaTargets } from './method/step.js';
 export { pretrain, buildNetworks, type PretrainOptions, type PretrainResult } from './method/trainer.js';

@@ -1,7 +1,14 @@
 // Mixed precision: autocast regions (src/tensor/runtime.ts) and how the config and CLI choose them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randn, Generator, F, noGrad, autocast, setPrecision, runtime, cpuHasBf16, autoPrecision, tidy } from '../src/tensor/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Tensor, randn, Generator, F, noGrad, autocast, setPrecision, runtime, cpuHasBf16, autoPrecision, tidy } from '../src/tensor/index.js';
+import { VisionTransformer } from '../src/nn/vit.js';
+import { extractFeatures } from '../src/eval/features.js';
+import { openDataset } from '../src/data/index.js';
+import { writeQuadrantIdx } from './util/synthetic.js';
 import { resolveConfig, validateConfig, DEFAULT_CONFIG } from '../src/config.js';
 
 test('autocast: bf16 matmuls under bf16, fp32 weights and gradients, nothing changes under fp32', () => {
@@ -58,4 +65,37 @@ test('precision: auto follows the hardware; bad values are refused naming the fi
   assert.equal(runtime.precision, 'fp32');
   assert.throws(() => validateConfig({ ...structuredClone(DEFAULT_CONFIG), precision: 'half' as never }), /precision.*fp32, bf16 or auto/);
   assert.equal(resolveConfig(undefined, { precision: 'bf16' }).precision, 'bf16');
+});
+
+test('embeddings under bf16 autocast match fp32: per-image cosine > 0.99, raw and centred (mean and last4 pooling, the embed path)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cjepa-precision-'));
+  const enc = new VisionTransformer({ imgSize: 16, patchSize: 4, inChans: 1, embedDim: 48, depth: 3, numHeads: 3, seed: 3 });
+  try {
+    // larger weights than the init so the blocks, where bf16 rounds, shape the embeddings
+    noGrad(() => { for (const [, p] of enc.namedParameters()) if (p.ndim >= 2 && p.requiresGrad) p.mul_(4); });
+    const ds = await openDataset(writeQuadrantIdx(dir, 24, 7).unlabelled);
+    for (const pooling of ['mean', 'last4'] as const) {
+      const feats: Record<string, Tensor> = {};
+      for (const p of ['fp32', 'bf16'] as const) {
+        setPrecision(p);
+        const f = await extractFeatures(enc, ds, { pooling, batchSize: 8 });
+        feats[p] = f.features;
+      }
+      setPrecision('fp32');
+      const [a, b] = [feats['bf16']!, feats['fp32']!];
+      assert.equal(a.dtype, 'float32');
+      const diff = tidy(() => a.sub(b).abs().max().item());
+      assert.ok(diff > 0, `${pooling}: bf16 gave fp32's embeddings exactly; autocast did not run`);
+      const minCos = (x: Tensor, y: Tensor) => tidy(() => F.normalize(x, 2, 1).mul(F.normalize(y, 2, 1)).sum(1).min().item());
+      const raw = minCos(a, b);
+      const centred = tidy(() => minCos(a.sub(a.mean(0, true)), b.sub(b.mean(0, true))));
+      assert.ok(raw > 0.99 && centred > 0.99, `${pooling}: min cosine ${raw}, centred ${centred}`);
+      a.dispose();
+      b.dispose();
+    }
+  } finally {
+    setPrecision('fp32');
+    enc.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

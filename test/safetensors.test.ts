@@ -12,6 +12,7 @@ import {
   readSafetensorsFileSync,
   writeSafetensorsFile,
   writeSafetensorsFileSync,
+  writeSafetensorsFileLazySync,
   type RawTensor,
   type SafeDType,
 } from '../src/io/safetensors.js';
@@ -569,6 +570,32 @@ test('atomic write: no temp file left, overwrite, failures leave no partial targ
     // validation errors happen before touching the disk
     assert.throws(() => writeSafetensorsFileSync(path.join(dir, 'v.safetensors'), { '': makeTensors()['mask']! }), /must not be empty/);
     assert.deepEqual(fs.readdirSync(dir).sort(), ['blocked.safetensors', 'model.safetensors']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('lazy write: tensors read one at a time give the same file bytes; a read of the wrong size fails naming the tensor, leaving nothing', () => {
+  const dir = tmpDir();
+  try {
+    const tensors: Record<string, RawTensor> = {
+      b: { dtype: 'F32', shape: [2, 2], data: new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer) },
+      a: { dtype: 'I64', shape: [1], data: new Uint8Array(new BigInt64Array([-5n]).buffer) },
+      c: { dtype: 'U8', shape: [0], data: new Uint8Array(0) },
+    };
+    const reads: string[] = [];
+    const lazy = Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape, read: () => (reads.push(k), t.data) }]));
+    const meta = { format: 'pt' };
+    writeSafetensorsFileLazySync(path.join(dir, 'lazy.safetensors'), { ...lazy, eager: tensors['a']! }, meta);
+    writeSafetensorsFileSync(path.join(dir, 'eager.safetensors'), { ...tensors, eager: tensors['a']! }, meta);
+    assert.deepEqual(fs.readFileSync(path.join(dir, 'lazy.safetensors')), fs.readFileSync(path.join(dir, 'eager.safetensors')));
+    assert.deepEqual(reads.sort(), ['a', 'b', 'c'], 'each lazy tensor read once');
+
+    const bad = { ok: lazy['a']!, short: { dtype: 'F32' as SafeDType, shape: [3], read: () => new Uint8Array(8) } };
+    assert.throws(() => writeSafetensorsFileLazySync(path.join(dir, 'bad.safetensors'), bad), /short.*read\(\) gave 8 bytes, the shape needs 12/s);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['eager.safetensors', 'lazy.safetensors']);
+    // the eager writers do not take lazy tensors
+    assert.throws(() => encodeSafetensors(lazy as never), /data must be a Uint8Array/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -270,7 +270,8 @@ test('cjepa convert writes a run directory that eval and embed use; embed reads 
   assert.deepEqual(j.networks, ['encoder', 'target_encoder', 'predictor']);
   assert.deepEqual(j.model, { name: 'vit_tiny', patch: 4, imgSize: 16, depth: 2, embedDim: 48, numHeads: 3 });
   assert.deepEqual(j.predictor, { embedDim: 24, depth: 1, numHeads: 3 });
-  assert.deepEqual(j.not_converted, ['opt', 'scaler']);
+  assert.deepEqual(j.not_converted, ['scaler']); // the AdamW state is converted (test/torch_optimizer.test.ts)
+  assert.deepEqual(j.optimizer, { params: 47, step: 1 });
   const cfg = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'));
   assert.equal(cfg.method, 'ijepa');
   assert.equal(cfg.optim.batch, 128); // per rank (optim.batch is per rank): 16 ranks x 128 made the global 2048

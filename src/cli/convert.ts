@@ -3,14 +3,18 @@
 // encoder / target_encoder / predictor .safetensors and state.json, latest.json, so eval, embed
 // and any safetensors reader work on the result. The file is read with the restricted unpickler
 // (no code runs); tensors go from the archive to the safetensors files without libtorch, one
-// network at a time (peak memory: about one network). The optimiser state is not converted.
+// tensor at a time (peak memory: about the largest tensor). The
+// AdamW state ('opt') becomes optimizer.safetensors and state.json's optimizerStep when it has the
+// official init_opt layout (src/io/ijepa_optimizer.ts); otherwise it is skipped with a warning and a
+// resume starts fresh moments.
 import { Command } from 'commander';
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { intArg } from './args.js';
 import { openTorchCheckpoint, type TorchCheckpoint } from '../io/ijepa_checkpoint.js';
 import { type TorchTensor } from '../io/torch_load.js';
-import { writeSafetensorsFileSync, type RawTensor } from '../io/safetensors.js';
+import { convertOfficialOptimizer, OptimizerLayoutError, type ConvertedOptimizer } from '../io/ijepa_optimizer.js';
+import { writeSafetensorsFileLazySync, type LazyRawTensor } from '../io/safetensors.js';
 import { VIT_SIZES, type ViTConfig } from '../nn/vit.js';
 import { inferHeads, inferEncoderConfig, type HeadsInference } from '../eval/load_encoder.js';
 import { resolveConfig, type PretrainConfig } from '../config.js';
@@ -31,6 +35,8 @@ export interface ConvertResult {
   heads: HeadsInference;
   /** Entries of the file not converted (opt, scaler, ...). */
   skipped: string[];
+  /** The AdamW state written to optimizer.safetensors, or why it was not. */
+  optimizer: { params: number; step: number } | { skipped: string };
 }
 
 interface Shapes { [k: string]: number[] }
@@ -80,9 +86,12 @@ function predictorModel(s: Shapes, embedDim: number, grid: number, numHeads: num
   return { embedDim: pd, depth, numHeads };
 }
 
-function rawOf(sd: Record<string, TorchTensor>): Record<string, RawTensor> {
-  const out: Record<string, RawTensor> = {};
-  for (const [k, t] of Object.entries(sd)) Object.defineProperty(out, k, { value: t.toRaw(), enumerable: true, writable: true, configurable: true });
+/** Tensors read from the archive as each is written: memory holds one tensor, not a network. */
+function lazyOf(sd: Record<string, TorchTensor>): Record<string, LazyRawTensor> {
+  const out: Record<string, LazyRawTensor> = {};
+  for (const [k, t] of Object.entries(sd)) {
+    Object.defineProperty(out, k, { value: { dtype: t.dtype, shape: t.shape, read: () => t.toRaw().data }, enumerable: true, writable: true, configurable: true });
+  }
   return out;
 }
 
@@ -113,12 +122,30 @@ export function convertTorchCheckpoint(file: string, out: string, o: ConvertOpti
     const predictor = pSd ? predictorModel(shapesOf(pSd), enc.embedDim, enc.grid, enc.heads.numHeads, file) : undefined;
     const m = ck.meta;
     const official = ck.kind === 'official';
+    const skipped = ck.skipped.slice();
+    let opt: ConvertedOptimizer | undefined;
+    let optSkipped = official ? "the file has no 'opt' entry" : 'a bare state dict has no optimiser state';
+    const onlineEnc = sds.get('encoder');
+    if (official && ck.entry('opt') !== undefined) {
+      try {
+        if (!onlineEnc || !pSd) throw new OptimizerLayoutError(`${file}: the optimiser state needs the 'encoder' and 'predictor' entries`);
+        opt = convertOfficialOptimizer(ck.entry('opt'), onlineEnc, pSd, `${file}: entry 'opt'`);
+        skipped.splice(skipped.indexOf('opt'), 1);
+      } catch (e) {
+        if (!(e instanceof OptimizerLayoutError)) throw e;
+        optSkipped = e.message;
+        say(`warning: optimiser state not converted (${e.message}); the networks are. A resume starts AdamW with fresh moments`);
+      }
+    }
     const config = resolveConfig(undefined, {
       method: 'ijepa', out: root, model: enc.model,
       ...(official ? { data: 'folder:/data/imagenet/train', masks: { mode: 'faithful', targetScale: [0.15, 0.2], contextScale: [0.85, 1.0], minKeep: 10 } } : {}),
       ...(predictor ? { predictor } : {}),
-      // per rank, as the official batch_size: world_size ranks made the global batch (--nproc/--nnodes to match)
-      ...(m.batch_size !== undefined ? { optim: { batch: m.batch_size } } : {}),
+      optim: {
+        // per rank, as the official batch_size: world_size ranks made the global batch (--nproc/--nnodes to match)
+        ...(m.batch_size !== undefined ? { batch: m.batch_size } : {}),
+        ...(opt ? { betas: opt.betas, eps: opt.eps } : {}),
+      },
     });
 
     mkdirSync(join(root, 'checkpoints'), { recursive: true });
@@ -128,12 +155,16 @@ export function convertTorchCheckpoint(file: string, out: string, o: ConvertOpti
     mkdirSync(tmp);
     try {
       for (const [stem, sd] of sds) {
-        writeSafetensorsFileSync(join(tmp, `${stem}.safetensors`), rawOf(sd), { format: 'pt', step: '0', source: basename(file) });
+        writeSafetensorsFileLazySync(join(tmp, `${stem}.safetensors`), lazyOf(sd), { format: 'pt', step: '0', source: basename(file) });
         say(`wrote ${stem}.safetensors (${Object.keys(sd).length} tensors)`);
       }
+      if (opt) {
+        writeSafetensorsFileLazySync(join(tmp, 'optimizer.safetensors'), lazyOf(opt.tensors), { step: String(opt.step), source: basename(file) });
+        say(`wrote optimizer.safetensors (AdamW moments of ${opt.params} parameters, step ${opt.step})`);
+      }
       const state = {
-        step: 0, epoch: m.epoch ?? 0, stepInEpoch: 0, config, method: 'ijepa', optimizerStep: 0,
-        convertedFrom: { file: resolve(file), kind: ck.kind, format: ck.format, ...m, notConverted: ck.skipped },
+        step: 0, epoch: m.epoch ?? 0, stepInEpoch: 0, config, method: 'ijepa', optimizerStep: opt?.step ?? 0,
+        convertedFrom: { file: resolve(file), kind: ck.kind, format: ck.format, ...m, notConverted: skipped, ...(opt ? {} : { optimizerNotConverted: optSkipped }) },
       };
       writeFileSync(join(tmp, 'state.json'), JSON.stringify(state, null, 2));
       rmSync(final, { recursive: true, force: true });
@@ -144,7 +175,10 @@ export function convertTorchCheckpoint(file: string, out: string, o: ConvertOpti
     }
     writeFileSync(join(root, 'config.json'), JSON.stringify(config, null, 2));
     writeFileSync(join(root, 'latest.json'), JSON.stringify({ step: 0, dir: `checkpoints/${name}` }));
-    return { out: root, checkpoint: final, networks: [...sds.keys()], config, heads: enc.heads, skipped: ck.skipped };
+    return {
+      out: root, checkpoint: final, networks: [...sds.keys()], config, heads: enc.heads, skipped,
+      optimizer: opt ? { params: opt.params, step: opt.step } : { skipped: optSkipped },
+    };
   } finally {
     ck.close();
   }
@@ -153,7 +187,7 @@ export function convertTorchCheckpoint(file: string, out: string, o: ConvertOpti
 /** Adds `convert` to a commander program. */
 export function registerConvertCommand(program: Command): Command {
   program.command('convert')
-    .description('convert an official I-JEPA checkpoint (.pth.tar) or a state-dict .pth into a cjepa run directory (read safely: no code runs)')
+    .description('convert an official I-JEPA checkpoint (.pth.tar: networks and AdamW state) or a state-dict .pth into a cjepa run directory that pretrain --resume continues (read safely: no code runs)')
     .argument('<file>', 'torch.save file: official I-JEPA training checkpoint or a plain encoder state dict')
     .argument('<out>', 'new run directory')
     .option('--model <name>', `ViT size settling the head count (${Object.keys(VIT_SIZES).join(', ')})`)
@@ -165,10 +199,12 @@ export function registerConvertCommand(program: Command): Command {
       const summary = {
         out: r.out, checkpoint: r.checkpoint, networks: r.networks, model: c, heads: r.heads.numHeads,
         heads_source: r.heads.source, predictor: r.networks.includes('predictor') ? r.config.predictor : null, not_converted: r.skipped,
+        optimizer: 'params' in r.optimizer ? r.optimizer : null,
       };
       if (f.json) process.stdout.write(JSON.stringify(summary) + '\n');
       else console.error(`converted ${r.networks.join(', ')} (${c.name}${r.heads.exact ? '' : ' with overrides'}, patch ${c.patch}, ${c.imgSize} px, ` +
-        `${r.heads.numHeads} heads from ${r.heads.source}) into ${r.out}${r.skipped.length ? `; not converted: ${r.skipped.join(', ')}` : ''}`);
+        `${r.heads.numHeads} heads from ${r.heads.source})${'params' in r.optimizer ? `, AdamW state at step ${r.optimizer.step}` : ''} into ${r.out}` +
+        `${r.skipped.length ? `; not converted: ${r.skipped.join(', ')}` : ''}`);
     });
   return program;
 }

@@ -30,6 +30,8 @@ export interface TorchCheckpoint {
   refused: string[];
   /** A network's tensors, DDP `module.` prefix removed (TorchTensor: not read from disk yet). */
   network(name: string): Record<string, TorchTensor>;
+  /** A top-level entry as unpickled (PyDict, arrays, TorchTensor, Refused markers), e.g. 'opt'; undefined when absent. */
+  entry(name: string): unknown;
   close(): void;
 }
 
@@ -54,7 +56,7 @@ export function openTorchCheckpoint(path: string): TorchCheckpoint {
     const base = { path, format: f.format, refused: f.refused, close: () => f.close() };
     if (isStateDict(root)) {
       return {
-        ...base, kind: 'state-dict', networks: ['state_dict'], meta: {}, skipped: [],
+        ...base, kind: 'state-dict', networks: ['state_dict'], meta: {}, skipped: [], entry: () => undefined,
         network: (name) => {
           if (name !== 'state_dict') throw new TorchLoadError(path, `is a bare state dict: it has no '${name}' network`);
           return stripDdpPrefix(stateDictOf(root, 'the state dict'));
@@ -74,7 +76,7 @@ export function openTorchCheckpoint(path: string): TorchCheckpoint {
     const skipped = root.keys().filter((k) => !(OFFICIAL_NETWORKS as readonly unknown[]).includes(k) && !(typeof root.get(k) === 'number' && (META_KEYS as readonly unknown[]).includes(k)))
       .map((k) => String(k));
     return {
-      ...base, kind: 'official', networks, meta, skipped,
+      ...base, kind: 'official', networks, meta, skipped, entry: (name) => root.get(name),
       network: (name) => {
         if (!root.has(name)) throw new TorchLoadError(path, `has no '${name}' entry (it has ${networks.join(', ')})`);
         return stripDdpPrefix(stateDictOf(root.get(name), `entry '${name}'`));

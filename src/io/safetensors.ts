@@ -130,17 +130,38 @@ function compareUtf8(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
+/** A tensor whose bytes are produced when the file is written (one at a time: a large file's data never sits in memory at once). */
+export interface LazyRawTensor {
+  dtype: SafeDType;
+  shape: number[];
+  /** The raw little-endian bytes, shape's size exactly; called once, when this tensor is written. */
+  read: () => Uint8Array;
+}
+
 interface Prepared {
   header: Buffer; // 8-byte length prefix + padded JSON
   chunks: Uint8Array[]; // tensor data, in file order
   dataBytes: number;
 }
 
+interface PreparedLazy extends Omit<Prepared, 'chunks'> {
+  chunks: { name: string; bytes: number; data: Uint8Array | (() => Uint8Array) }[];
+}
+
+function isLazy(t: unknown): t is LazyRawTensor {
+  return typeof t === 'object' && t !== null && typeof (t as LazyRawTensor).read === 'function' && !('data' in t);
+}
+
 function prepare(tensors: Record<string, RawTensor>, metadata?: Record<string, string>): Prepared {
+  const p = prepareAny(tensors, metadata, false);
+  return { ...p, chunks: p.chunks.map((c) => c.data as Uint8Array) };
+}
+
+function prepareAny(tensors: Record<string, RawTensor | LazyRawTensor>, metadata: Record<string, string> | undefined, allowLazy: boolean): PreparedLazy {
   if (tensors === null || typeof tensors !== 'object' || Array.isArray(tensors)) {
     throw new SafetensorsError(`tensors must be a record of name -> RawTensor, got ${describe(tensors)}`);
   }
-  const entries: Array<{ name: string; t: RawTensor; bytes: number }> = [];
+  const entries: Array<{ name: string; t: RawTensor | LazyRawTensor; bytes: number }> = [];
   for (const name of Object.keys(tensors)) {
     if (name === '') throw new SafetensorsError('tensor name must not be empty');
     if (name === '__metadata__') {
@@ -158,17 +179,22 @@ function prepare(tensors: Record<string, RawTensor>, metadata?: Record<string, s
     }
     const bytes = checkShape(t.shape, DTYPE_SIZE[t.dtype]);
     if (typeof bytes === 'string') throw new SafetensorsError(bytes, { tensor: name });
-    if (!(t.data instanceof Uint8Array)) {
+    if (allowLazy && isLazy(t)) {
+      entries.push({ name, t, bytes }); // its length is checked when it is read
+      continue;
+    }
+    const r = t as RawTensor;
+    if (!(r.data instanceof Uint8Array)) {
       throw new SafetensorsError(
         `data must be a Uint8Array of raw little-endian bytes (wrap typed arrays with ` +
-          `new Uint8Array(x.buffer, x.byteOffset, x.byteLength)), got ${Object.prototype.toString.call(t.data)}`,
+          `new Uint8Array(x.buffer, x.byteOffset, x.byteLength)), got ${Object.prototype.toString.call(r.data)}`,
         { tensor: name },
       );
     }
-    if (t.data.byteLength !== bytes) {
+    if (r.data.byteLength !== bytes) {
       throw new SafetensorsError(
         `data byte length mismatch: shape ${JSON.stringify(t.shape)} of ${t.dtype} needs ${bytes} bytes, ` +
-          `got ${t.data.byteLength}`,
+          `got ${r.data.byteLength}`,
         { tensor: name },
       );
     }
@@ -201,7 +227,7 @@ function prepare(tensors: Record<string, RawTensor>, metadata?: Record<string, s
   const parts: string[] = [];
   if (metaCopy !== undefined) parts.push(`"__metadata__":${JSON.stringify(metaCopy)}`);
   let offset = 0;
-  const chunks: Uint8Array[] = [];
+  const chunks: PreparedLazy['chunks'] = [];
   for (const e of entries) {
     const begin = offset;
     offset += e.bytes;
@@ -209,7 +235,7 @@ function prepare(tensors: Record<string, RawTensor>, metadata?: Record<string, s
       `${JSON.stringify(e.name)}:{"dtype":${JSON.stringify(e.t.dtype)},"shape":${JSON.stringify(e.t.shape)},` +
         `"data_offsets":[${begin},${offset}]}`,
     );
-    chunks.push(e.t.data);
+    chunks.push({ name: e.name, bytes: e.bytes, data: isLazy(e.t) ? e.t.read : e.t.data });
   }
   if (!Number.isSafeInteger(offset)) throw new SafetensorsError('total data size too large');
   const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
@@ -550,6 +576,41 @@ export function writeSafetensorsFileSync(
       }
     }
     throw writeError(path, e);
+  }
+  fsyncDirSync(nodePath.dirname(path));
+}
+
+/**
+ * {@link writeSafetensorsFileSync} for tensors that may be {@link LazyRawTensor}s: each is read just
+ * before its bytes are written, so memory holds one tensor at a time (converting a multi-gigabyte
+ * checkpoint). A read that returns the wrong number of bytes fails the write, naming the tensor.
+ */
+export function writeSafetensorsFileLazySync(
+  path: string,
+  tensors: Record<string, RawTensor | LazyRawTensor>,
+  metadata?: Record<string, string>,
+): void {
+  const p = prepareAny(tensors, metadata, true);
+  const tmp = tmpPathFor(path);
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'wx', 0o644);
+    writeAllSync(fd, p.header);
+    for (const c of p.chunks) {
+      const data = typeof c.data === 'function' ? c.data() : c.data;
+      if (!(data instanceof Uint8Array) || data.byteLength !== c.bytes) {
+        throw new SafetensorsError(`read() gave ${data instanceof Uint8Array ? `${data.byteLength} bytes` : 'no Uint8Array'}, the shape needs ${c.bytes}`, { tensor: c.name });
+      }
+      writeAllSync(fd, data);
+    }
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, path);
+  } catch (e) {
+    if (fd !== undefined) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw e instanceof SafetensorsError ? e : writeError(path, e);
   }
   fsyncDirSync(nodePath.dirname(path));
 }

@@ -15,7 +15,7 @@
 // torch._utils._rebuild_parameter(_with_state), the typed storage classes (torch.FloatStorage ...)
 // and the torch dtypes (inert constants). Any other global becomes a `Refused` marker (nothing is
 // imported or called); values the caller reads are checked (stateDictOf / assertNoRefused), values
-// it does not read (the optimiser state, the AMP scaler) may hold markers and are skipped; the
+// it does not read (the AMP scaler; the optimiser state outside `convert`) may hold markers and are skipped; the
 // refused names are listed in TorchFile.refused so a caller can warn.
 import { openSync, readSync, closeSync } from 'node:fs';
 import { unpickle, Refused, PyDict, PickleError, assertNoRefused, type AllowedGlobal } from './pickle.js';

@@ -75,6 +75,8 @@ export class AdamW {
         for (const [n, t] of map) {
           const src = state[`${prefix}.${n}`];
           if (!src) throw new Error(`optimizer state is missing '${prefix}.${n}'`);
+          // copy_ broadcasts: a moment of another shape would be spread silently
+          if (src.shape.join() !== t.shape.join()) throw new Error(`optimizer state '${prefix}.${n}' has shape [${src.shape}], the parameter [${t.shape}]`);
           t.copy_(src);
         }
       }
@@ -88,11 +90,20 @@ export class AdamW {
 
 /** Scales gradients so their global L2 norm is at most maxNorm (torch.nn.utils.clip_grad_norm_). Returns the norm. */
 export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
-  return tidy(() => {
-    const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== undefined);
-    const total = F.foreachNorm(grads);
-    const coef = maxNorm / (total + 1e-6);
-    if (coef < 1) noGrad(() => grads.forEach((g) => g.mul_(coef)));
-    return total;
-  });
+  return tidy(() => clipGradNorm_(params, maxNorm).item());
+}
+
+/**
+ * clipGradNorm without reading the norm on the host (as torch's clip_grad_norm_: the factor
+ * min(1, maxNorm / (norm + 1e-6)) is applied on the gradients' device, so a GPU step never waits).
+ * Returns the norm as a 0-d float64 tensor on that device (the caller disposes it).
+ */
+export function clipGradNorm_(params: readonly Tensor[], maxNorm: number): Tensor {
+  const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== undefined);
+  const total = F.foreachNormTensor(grads);
+  noGrad(() => tidy(() => {
+    const coef = total.add(1e-6).reciprocal().mul(maxNorm).clamp(null, 1);
+    grads.forEach((g) => g.mul_(coef)); // by exactly 1 when the norm is within maxNorm
+  }));
+  return total;
 }

@@ -11,7 +11,7 @@ import type { Module } from '../nn/module.js';
 import { type PretrainConfig, validateConfig, architectureConflict } from '../config.js';
 import { openDatasets, DataLoader, evalTransform, type Dataset, type Batch } from '../data/index.js';
 import { WarmupCosineSchedule, CosineWDSchedule, scaledWarmup, WARMUP_MAX_FRACTION } from './schedulers.js';
-import { AdamW, ijepaParamGroups, clipGradNorm } from './optim.js';
+import { AdamW, ijepaParamGroups, clipGradNorm_ } from './optim.js';
 import { createMethod, lossFormula, type TrainingMethod } from './training_method.js';
 import { saveCheckpoint, hasCheckpoint, resolveIntactCheckpoint, readCheckpointState, loadNet, type CheckpointState } from './checkpoint.js';
 import { acquireRunLock, LOCK_FILE, type RunLock } from './run_lock.js';
@@ -125,6 +125,26 @@ export function checkResumable(out: string): void {
   }
 }
 
+/**
+ * Which checkpoint file a network of a resumed run loads from: its own; in a converted run (cjepa
+ * convert) that lacks it, the encoder's for the target encoder (a plain state dict holds one encoder),
+ * or none (the network keeps its initialisation), each with a warning.
+ */
+function networkFile(dir: string, stem: string, st: CheckpointState, say: (m: string) => void): string | null {
+  if (existsSync(join(dir, `${stem}.safetensors`)) || st.convertedFrom === undefined) return stem; // our own checkpoints are complete (loadNet names what is missing)
+  if (stem === 'target_encoder' && existsSync(join(dir, 'encoder.safetensors'))) {
+    say(`warning: the converted checkpoint has no target_encoder: it starts as a copy of the encoder`);
+    return 'encoder';
+  }
+  say(`warning: the converted checkpoint has no ${stem}: it starts from its initialisation`);
+  return null;
+}
+
+function optimizerMissingWhy(st: CheckpointState): string {
+  const c = st.convertedFrom as { optimizerNotConverted?: string } | undefined;
+  return c ? `converted without the optimiser state: ${c.optimizerNotConverted ?? 'none in the file'}` : 'not saved';
+}
+
 /** Pretrains; one writer per run directory (run_lock.ts): the lock is held from the first write to the return. */
 export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainResult> {
   const held: RunLock[] = [];
@@ -199,8 +219,12 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
     const clash = architectureConflict(st.config as PretrainConfig, cfg, out);
     if (clash) throw new Error(clash);
     tidy(() => {
-      for (const [stem, net] of Object.entries(method.networks)) net.loadStateDict(loadNet(dir, stem));
-      opt.loadStateTensors(loadNet(dir, 'optimizer'), st.optimizerStep);
+      for (const [stem, net] of Object.entries(method.networks)) {
+        const from = networkFile(dir, stem, st, say);
+        if (from) net.loadStateDict(loadNet(dir, from));
+      }
+      if (existsSync(join(dir, 'optimizer.safetensors'))) opt.loadStateTensors(loadNet(dir, 'optimizer'), st.optimizerStep);
+      else say(`warning: ${dir} has no optimizer.safetensors (${optimizerMissingWhy(st)}): AdamW starts with fresh moments`);
       if (st.torchRng) globalGen.setState(tensor(Uint8Array.from(st.torchRng)));
     });
     method.loadState(st);
@@ -271,7 +295,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
         const comm0 = sync.commMs();
         const terms = trainStep(batch);
         const gradMs = sync.averageGrads(params);
-        if (cfg.optim.clipGrad > 0) clipGradNorm(params, cfg.optim.clipGrad);
+        if (cfg.optim.clipGrad > 0) clipGradNorm_(params, cfg.optim.clipGrad).dispose();
         opt.update(lr, wd);
         for (const [, m] of method.trainable) m.zeroGrad();
         const momentum = method.afterUpdate(step, total);

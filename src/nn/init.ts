@@ -1,5 +1,5 @@
 // Weight initialisers (the official I-JEPA / timm ones), drawing from an explicit Generator.
-import { Tensor, Generator, noGrad, tidy } from '../tensor/index.js';
+import { Tensor, Generator, noGrad, tidy, empty } from '../tensor/index.js';
 
 /**
  * Truncated normal on [a, b] (timm's / PyTorch's trunc_normal_: inverse-CDF sampling).
@@ -9,9 +9,11 @@ export function truncNormal_(t: Tensor, std: number, gen?: Generator, mean = 0, 
   const cdf = (x: number) => (1 + erf(x / Math.SQRT2)) / 2;
   const l = cdf((a - mean) / std), u = cdf((b - mean) / std);
   noGrad(() => tidy(() => {
-    t.uniform_(2 * l - 1, 2 * u - 1, gen);
-    const v = t.erfinv().mul(std * Math.SQRT2).add(mean).clamp(a, b);
-    t.copy_(v);
+    // drawn on the CPU (where the generator lives; CUDA refuses a CPU generator), then copied: a seed
+    // gives the same weights on every device
+    const x = t.device === 'cpu' ? t : empty(t.shape, { dtype: t.dtype, device: 'cpu' });
+    x.uniform_(2 * l - 1, 2 * u - 1, gen);
+    t.copy_(x.erfinv().mul(std * Math.SQRT2).add(mean).clamp(a, b));
   }));
   return t;
 }

@@ -1,6 +1,6 @@
 // Fixed 2-D sin-cos position embeddings, laid out as the official I-JEPA code does: the first half
 // of the channels encodes the column (meshgrid(w, h)[0]), the second half the row; tokens row-major.
-import { Tensor, tensor } from '../tensor/index.js';
+import { Tensor, tensor, onDefaultDevice } from '../tensor/index.js';
 
 function sincos1d(dim: number, pos: number[]): number[][] {
   const half = dim / 2;
@@ -8,7 +8,7 @@ function sincos1d(dim: number, pos: number[]): number[][] {
   return pos.map((p) => [...omega.map((o) => Math.sin(p * o)), ...omega.map((o) => Math.cos(p * o))]);
 }
 
-/** (1, gh*gw, dim) float32 tensor. `dim` must be divisible by 4. */
+/** (1, gh*gw, dim) float32 tensor on the default device. `dim` must be divisible by 4. */
 export function sincos2dPosEmbed(dim: number, gridH: number, gridW: number = gridH): Tensor {
   if (dim % 4 !== 0) throw new Error(`sin-cos position embedding needs a dim divisible by 4, got ${dim}`);
   const cols: number[] = [], rows: number[] = [];
@@ -19,5 +19,5 @@ export function sincos2dPosEmbed(dim: number, gridH: number, gridW: number = gri
     flat.set(a[n]!, n * dim);
     flat.set(b[n]!, n * dim + dim / 2);
   }
-  return tensor(flat, [1, gridH * gridW, dim]);
+  return tensor(flat, [1, gridH * gridW, dim], onDefaultDevice()); // computed on the host, used on the default device
 }

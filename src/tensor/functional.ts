@@ -77,3 +77,10 @@ export function foreachNorm(ts: readonly Tensor[]): number {
   t.dispose();
   return v;
 }
+/** Global L2 norm of a list of tensors as a 0-d float64 tensor on their device (no host sync). */
+export function foreachNormTensor(ts: readonly Tensor[]): Tensor {
+  const sq = new Tensor(native.foreachNormSq(handles(ts, 'F.foreachNormTensor', 'tensors')));
+  const n = sq.sqrt();
+  sq.dispose();
+  return n;
+}

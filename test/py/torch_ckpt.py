@@ -46,8 +46,18 @@ def networks(seed=0):
     return encoder, predictor, target
 
 
-def official_opt(encoder, predictor):
-    """init_opt's four groups, one AdamW step."""
+def _steps(opt, steps):
+    """`steps` AdamW steps on a loss whose gradients change from step to step."""
+    params = [p for g in opt.param_groups for p in g['params'] if p.requires_grad]
+    for i in range(steps):
+        opt.zero_grad()
+        loss = sum(((p - 0.01 * i) ** 2).sum() + p.sum() * (i + 1) for p in params)
+        loss.backward()
+        opt.step()
+
+
+def official_opt(encoder, predictor, steps=1):
+    """init_opt's four groups, `steps` AdamW steps."""
     param_groups = [
         {'params': [p for n, p in encoder.named_parameters() if ('bias' not in n) and (len(p.shape) != 1)]},
         {'params': [p for n, p in predictor.named_parameters() if ('bias' not in n) and (len(p.shape) != 1)]},
@@ -55,10 +65,46 @@ def official_opt(encoder, predictor):
         {'params': [p for n, p in predictor.named_parameters() if ('bias' in n) or (len(p.shape) == 1)], 'WD_exclude': True, 'weight_decay': 0},
     ]
     opt = torch.optim.AdamW(param_groups)
-    loss = sum((p ** 2).sum() for g in param_groups for p in g['params'] if p.requires_grad)
-    loss.backward()
-    opt.step()
+    if steps == 0:
+        return opt
+    if steps == 1:  # the files of the reader tests
+        loss = sum((p ** 2).sum() for g in param_groups for p in g['params'] if p.requires_grad)
+        loss.backward()
+        opt.step()
+    else:
+        _steps(opt, steps)
     return opt
+
+
+def official_trained(path, steps=2, layout='official', seed=0):
+    """An official-layout checkpoint after `steps` real AdamW steps (init_opt's groups; layouts convert
+    must refuse: 'two_groups', decay / no-decay over both networks together, or 'swapped', init_opt's
+    groups with the predictor's first). Returns the networks'
+    state dicts and, per parameter by name, PyTorch's moments: 'exp_avg.encoder.<name>', ... and 'step'."""
+    encoder, predictor, target = networks(seed)
+    if layout == 'official':
+        opt = official_opt(encoder, predictor, steps)
+    elif layout == 'swapped':  # four groups, the predictor's first
+        groups = official_opt(encoder, predictor, 0).param_groups
+        opt = torch.optim.AdamW([groups[1], groups[0], groups[3], groups[2]])
+        _steps(opt, steps)
+    else:
+        named = list(encoder.named_parameters()) + list(predictor.named_parameters())
+        opt = torch.optim.AdamW([{'params': [p for n, p in named if p.ndim > 1 and 'bias' not in n]},
+                                 {'params': [p for n, p in named if p.ndim <= 1 or 'bias' in n], 'weight_decay': 0}])
+        _steps(opt, steps)
+    moments = {}
+    for net, m in (('encoder', encoder), ('predictor', predictor)):
+        for n, p in m.named_parameters():
+            if p in opt.state:
+                moments[f'exp_avg.{net}.{n}'] = opt.state[p]['exp_avg'].clone()
+                moments[f'exp_avg_sq.{net}.{n}'] = opt.state[p]['exp_avg_sq'].clone()
+                moments['step'] = torch.tensor(float(opt.state[p]['step']))
+    sds = {k: {n: t.clone() for n, t in m.state_dict().items()} for k, m in (('encoder', encoder), ('predictor', predictor), ('target_encoder', target))}
+    torch.save({'encoder': DDPLike(encoder).state_dict(), 'predictor': DDPLike(predictor).state_dict(),
+                'target_encoder': DDPLike(target).state_dict(), 'opt': opt.state_dict(), 'scaler': None,
+                'epoch': 2, 'loss': 0.5, 'batch_size': 4, 'world_size': 1, 'lr': 1e-4}, path)
+    return sds, moments
 
 
 def official(path, scaler=True, seed=0):
