@@ -472,6 +472,7 @@ void RegisterCore(Napi::Env env, Napi::Object exports) {
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   cj::RegisterCore(env, exports);
   cj::RegisterOps(env, exports);
+  cj::RegisterFused(env, exports);
   return exports;
 }
 

@@ -84,7 +84,7 @@ export class Mlp extends Module {
     this.fc2 = this.child('fc2', new Linear(hidden, dim, true, init));
   }
   forward(x: Tensor): Tensor {
-    return tidy(() => this.fc2.forward(this.fc1.forward(x).gelu()));
+    return tidy(() => this.fc2.forward(F.gelu(this.fc1.forward(x))));
   }
 }
 

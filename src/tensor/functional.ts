@@ -22,7 +22,14 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
     o.training ?? false, o.momentum ?? 0.1, o.eps ?? 1e-5));
 }
 
-export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor { return x.gelu(approximate); }
+/**
+ * GELU. The exact (erf) form runs cjepa's fused kernel (native/fused.cc: one pass forward, one pass
+ * backward, within 1e-6 of libtorch's in fp32); 'tanh' and other dtypes use libtorch's op.
+ */
+export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
+  if (approximate !== 'none') return x.gelu(approximate);
+  return new Tensor(native.fusedGelu(handleOf(x, 'F.gelu', 'x')));
+}
 export function relu(x: Tensor): Tensor { return x.relu(); }
 export function softmax(x: Tensor, dim: number): Tensor { return new Tensor(native.softmax(handleOf(x, 'F.softmax', 'x'), dim)); }
 export function logSoftmax(x: Tensor, dim: number): Tensor { return new Tensor(native.logSoftmax(handleOf(x, 'F.logSoftmax', 'x'), dim)); }
@@ -69,6 +76,16 @@ export function interpolate(x: Tensor, size: [number, number], mode: 'bilinear' 
 /** targets[i] <- targets[i] + w (sources[i] - targets[i]), without autograd. */
 export function foreachLerp_(targets: readonly Tensor[], sources: readonly Tensor[], weight: number): void {
   native.foreachLerp_(handles(targets, 'F.foreachLerp_', 'targets'), handles(sources, 'F.foreachLerp_', 'sources'), weight);
+}
+/** AdamW update of fp32 parameter lists in one pass per tensor (native/fused.cc): torch.optim.AdamW's arithmetic. */
+export function fusedAdamW_(params: readonly Tensor[], grads: readonly Tensor[], expAvg: readonly Tensor[], expAvgSq: readonly Tensor[],
+  o: { decay: number; beta1: number; beta2: number; stepSize: number; bc2Sqrt: number; eps: number }): void {
+  native.fusedAdamW_(handles(params, 'F.fusedAdamW_', 'params'), handles(grads, 'F.fusedAdamW_', 'grads'), handles(expAvg, 'F.fusedAdamW_', 'expAvg'),
+    handles(expAvgSq, 'F.fusedAdamW_', 'expAvgSq'), o.decay, o.beta1, o.beta2, o.stepSize, o.bc2Sqrt, o.eps);
+}
+/** targets[i] <- m targets[i] + (1 - m) sources[i], in one pass per tensor, without autograd. */
+export function fusedEma_(targets: readonly Tensor[], sources: readonly Tensor[], momentum: number): void {
+  native.fusedEma_(handles(targets, 'F.fusedEma_', 'targets'), handles(sources, 'F.fusedEma_', 'sources'), momentum);
 }
 /** Global L2 norm of a list of tensors (as a JS number). */
 export function foreachNorm(ts: readonly Tensor[]): number {
