@@ -103,7 +103,7 @@ CJ_KERNEL static void AdamWF32(float* p, const float* g, float* m, float* v, int
     v[i] = vi;
     float denom = __builtin_sqrtf(vi) / bc2Sqrt + eps;
     float pi = p[i] * decay;
-    p[i] = pi + negStep * (mi / denom);            // p.addcdiv_(m, denom, value=-stepSize)
+    p[i] = pi + negStep * mi / denom;              // p.addcdiv_(m, denom, value=-stepSize): ATen forms (value * m) / denom
   }
 }
 // EMA as `t.mul_(m).add_(s, alpha=1 - m)`.
