@@ -75,7 +75,7 @@ function sgemmGflops(): number {
 }
 
 /** Writes the row's weights, images and masks; returns the mask shape for the FLOP count. */
-function writeInputs(row: BenchRow, path: string): MaskShape {
+export function writeInputs(row: BenchRow, path: string): MaskShape {
   const cfg = rowConfig(row);
   const nets = buildNetworks(cfg, 3);
   const g = row.imgSize / row.patch;
