@@ -1,5 +1,6 @@
 // Fused CPU kernels for the training step, each a single pass over memory where ATen makes several:
-// exact-erf GELU with its own backward (one exp per element for both erf and the density), the AdamW
+// exact-erf GELU with its own backward (one exp per element for both erf and the density), softmax of
+// scaled attention scores with its own backward, the AdamW
 // update and the EMA update over whole parameter lists, plus an FMA microkernel for `cjepa bench`'s
 // peak. Kernels are plain loops compiled for AVX-512 / AVX2 / baseline (GCC target_clones picks one at
 // load time: x86-64-v4 = AVX-512, v3 = AVX2+FMA); anything other than contiguous fp32 / bf16 CPU tensors goes to the stock ATen op.
@@ -10,6 +11,8 @@
 #include <cmath>
 #include <cstring>
 #include <cstdlib>
+#include <type_traits>
+#include <vector>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -91,6 +94,77 @@ CJ_KERNEL static void GeluBwdBf16(const uint16_t* g, const uint16_t* x, uint16_t
   }
 }
 
+// Row softmax of scale * x over the last dimension (rows of length L): the max, exp and sum in fp32
+// (16 running lanes, so the reductions vectorise), stored in the row's dtype. x and y may be bf16.
+template <typename In>
+__attribute__((always_inline)) static inline float LoadF(const In* p, int64_t j) {
+  if constexpr (std::is_same<In, float>::value) return p[j];
+  else return Bf16ToF(p[j]);
+}
+template <typename In>
+__attribute__((always_inline)) static inline void StoreF(In* p, int64_t j, float v) {
+  if constexpr (std::is_same<In, float>::value) p[j] = v;
+  else p[j] = FToBf16(v);
+}
+
+// The row goes through a float buffer padded to 16 lanes (scores -inf, gradients 0), so every loop runs
+// whole 16-lane chunks: no scalar tail of exps on short rows (34 or 20 tokens).
+template <typename In>
+__attribute__((always_inline)) static inline void SoftmaxRow(const In* x, In* y, float* buf, int64_t L, float scale) {
+  const int64_t Lp = (L + 15) / 16 * 16;
+  for (int64_t j = 0; j < L; j++) buf[j] = LoadF(x, j);
+  for (int64_t j = L; j < Lp; j++) buf[j] = -__builtin_inff();
+  float m16[16];
+  for (int k = 0; k < 16; k++) m16[k] = -__builtin_inff();
+  for (int64_t j = 0; j < Lp; j += 16)
+    for (int k = 0; k < 16; k++) m16[k] = buf[j + k] > m16[k] ? buf[j + k] : m16[k];
+  float mx = m16[0];
+  for (int k = 1; k < 16; k++) mx = m16[k] > mx ? m16[k] : mx;
+  float s16[16] = {0};
+  for (int64_t j = 0; j < Lp; j += 16)
+    for (int k = 0; k < 16; k++) {
+      float v = ExpNeg(scale * (buf[j + k] - mx));  // padding: exp(-87) ~ 1e-38, nothing next to sum >= 1
+      buf[j + k] = v;
+      s16[k] += v;
+    }
+  float sum = 0;
+  for (int k = 0; k < 16; k++) sum += s16[k];
+  float inv = 1.0f / sum;
+  for (int64_t j = 0; j < L; j++) StoreF(y, j, buf[j] * inv);
+}
+// dx = scale * y * (g - sum_j g_j y_j), row by row.
+template <typename In>
+__attribute__((always_inline)) static inline void SoftmaxBwdRow(const In* g, const In* y, In* dx, float* buf, int64_t L, float scale) {
+  const int64_t Lp = (L + 15) / 16 * 16;
+  float* gb = buf;
+  float* yb = buf + Lp;
+  for (int64_t j = 0; j < L; j++) { gb[j] = LoadF(g, j); yb[j] = LoadF(y, j); }
+  for (int64_t j = L; j < Lp; j++) { gb[j] = 0; yb[j] = 0; }
+  float d16[16] = {0};
+  for (int64_t j = 0; j < Lp; j += 16)
+    for (int k = 0; k < 16; k++) d16[k] += gb[j + k] * yb[j + k];
+  float dot = 0;
+  for (int k = 0; k < 16; k++) dot += d16[k];
+  for (int64_t j = 0; j < L; j++) StoreF(dx, j, scale * yb[j] * (gb[j] - dot));
+}
+
+CJ_KERNEL static void SoftmaxRowsF32(const float* x, float* y, int64_t rows, int64_t L, float scale) {
+  std::vector<float> buf((L + 15) / 16 * 16);
+  for (int64_t r = 0; r < rows; r++) SoftmaxRow(x + r * L, y + r * L, buf.data(), L, scale);
+}
+CJ_KERNEL static void SoftmaxRowsBf16(const uint16_t* x, uint16_t* y, int64_t rows, int64_t L, float scale) {
+  std::vector<float> buf((L + 15) / 16 * 16);
+  for (int64_t r = 0; r < rows; r++) SoftmaxRow(x + r * L, y + r * L, buf.data(), L, scale);
+}
+CJ_KERNEL static void SoftmaxBwdRowsF32(const float* g, const float* y, float* dx, int64_t rows, int64_t L, float scale) {
+  std::vector<float> buf(2 * ((L + 15) / 16 * 16));
+  for (int64_t r = 0; r < rows; r++) SoftmaxBwdRow(g + r * L, y + r * L, dx + r * L, buf.data(), L, scale);
+}
+CJ_KERNEL static void SoftmaxBwdRowsBf16(const uint16_t* g, const uint16_t* y, uint16_t* dx, int64_t rows, int64_t L, float scale) {
+  std::vector<float> buf(2 * ((L + 15) / 16 * 16));
+  for (int64_t r = 0; r < rows; r++) SoftmaxBwdRow(g + r * L, y + r * L, dx + r * L, buf.data(), L, scale);
+}
+
 // The optimiser kernels round where ATen's stock ops round (so a step matches torch.optim.AdamW's
 // single-tensor path to the last bit): no contraction except where ATen itself uses an FMA (add with alpha).
 #pragma GCC push_options
@@ -166,6 +240,57 @@ struct GeluFn : public torch::autograd::Function<GeluFn> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
     auto saved = ctx->get_saved_variables();
     return {FusedGeluBackward(go[0], saved[0])};
+  }
+};
+
+// softmax(scale * x, -1) in one pass forward and one backward (the attention scores' `* scale` and
+// softmax fused); other dtypes, devices and empty rows use the stock ops.
+at::Tensor ScaledSoftmaxForward(const at::Tensor& x0, double scale) {
+  if (!Fusable(x0) || x0.dim() == 0 || x0.size(-1) == 0 || x0.numel() == 0) return at::softmax(x0.mul(scale), -1);
+  at::Tensor x = x0.contiguous();
+  at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
+  int64_t L = x.size(-1), rows = x.numel() / L, grain = std::max<int64_t>(1, kGrain / L);
+  if (x.scalar_type() == at::kFloat) {
+    const float* xp = x.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, rows, grain, [&](int64_t b, int64_t e) { SoftmaxRowsF32(xp + b * L, yp + b * L, e - b, L, (float)scale); });
+  } else {
+    auto* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
+    auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
+    at::parallel_for(0, rows, grain, [&](int64_t b, int64_t e) { SoftmaxRowsBf16(xp + b * L, yp + b * L, e - b, L, (float)scale); });
+  }
+  return y;
+}
+
+at::Tensor ScaledSoftmaxBackward(const at::Tensor& g0, const at::Tensor& y, double scale) {
+  if (!Fusable(y) || g0.scalar_type() != y.scalar_type() || g0.sizes() != y.sizes() || y.numel() == 0)
+    return at::_softmax_backward_data(g0.to(y.scalar_type()), y, -1, y.scalar_type()).mul(scale);
+  at::Tensor g = g0.contiguous();
+  at::Tensor dx = at::empty_like(y, at::MemoryFormat::Contiguous);
+  int64_t L = y.size(-1), rows = y.numel() / L, grain = std::max<int64_t>(1, kGrain / L);
+  if (y.scalar_type() == at::kFloat) {
+    const float *gp = g.data_ptr<float>(), *yp = y.data_ptr<float>();
+    float* dp = dx.data_ptr<float>();
+    at::parallel_for(0, rows, grain, [&](int64_t b, int64_t e) { SoftmaxBwdRowsF32(gp + b * L, yp + b * L, dp + b * L, e - b, L, (float)scale); });
+  } else {
+    auto* gp = reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>());
+    auto* yp = reinterpret_cast<const uint16_t*>(y.data_ptr<at::BFloat16>());
+    auto* dp = reinterpret_cast<uint16_t*>(dx.data_ptr<at::BFloat16>());
+    at::parallel_for(0, rows, grain, [&](int64_t b, int64_t e) { SoftmaxBwdRowsBf16(gp + b * L, yp + b * L, dp + b * L, e - b, L, (float)scale); });
+  }
+  return dx;
+}
+
+struct ScaledSoftmaxFn : public torch::autograd::Function<ScaledSoftmaxFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, double scale) {
+    at::Tensor y = ScaledSoftmaxForward(x, scale);
+    ctx->save_for_backward({y});
+    ctx->saved_data["scale"] = scale;
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    auto y = ctx->get_saved_variables()[0];
+    return {ScaledSoftmaxBackward(go[0], y, ctx->saved_data["scale"].toDouble()), at::Tensor()};
   }
 };
 
@@ -251,6 +376,7 @@ static bool TuneMalloc() {
 void RegisterFused(Napi::Env env, Napi::Object exports) {
   exports.Set("mallocTuned", Napi::Boolean::New(env, TuneMalloc()));
   Def(env, exports, "fusedGelu", FN { return Wrap(info.Env(), GeluFn::apply(T(info, 0))); });
+  Def(env, exports, "scaledSoftmax", FN { return Wrap(info.Env(), ScaledSoftmaxFn::apply(T(info, 0), D(info, 1))); });
   Def(env, exports, "fusedGeluBackward", FN { return Wrap(info.Env(), FusedGeluBackward(T(info, 0), T(info, 1))); });
 
   // adamw_(params, grads, expAvg, expAvgSq, decay, b1, b2, stepSize, bc2Sqrt, eps): in place, no autograd.

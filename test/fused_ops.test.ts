@@ -1,5 +1,5 @@
-// The fused kernels of native/fused.cc against the stock libtorch ops and PyTorch: GELU forward and
-// backward (fp32 within 1e-6 absolute, bf16 within one bf16 rounding step), AdamW and EMA over
+// The fused kernels of native/fused.cc against the stock libtorch ops and PyTorch: GELU and scaled
+// softmax forward and backward (fp32 within 1e-6 absolute, bf16 within one bf16 rounding step), AdamW and EMA over
 // parameter lists (within 2^-22 relative, one float rounding, of the op sequence they replace: ATen's scalar tail loop
 // contracts v + c g g into an FMA where its vector body does not). Numeric only, no timing.
 import { test } from 'node:test';
@@ -57,6 +57,36 @@ test('fused GELU: non-contiguous input, empty input, other dtypes fall back to l
   const d = x.to('float64');
   assert.equal(maxAbsDiff(F.gelu(d), d.gelu()), 0);
   assert.equal(F.gelu(x, 'tanh').sub(x.gelu('tanh')).abs().max().item(), 0);
+});
+
+test('scaled softmax (fp32): forward and backward within 1e-6 of softmax(x * scale) and of PyTorch, odd row lengths', () => {
+  for (const L of [64, 34, 20, 7, 1]) {
+    const x = T.randn([3, 5, L], { generator: gen() }).mul(6);
+    const g = T.randn([3, 5, L], { generator: new T.Generator(9) });
+    const [y, dx] = geluAndGrad((t) => F.scaledSoftmax(t, 0.125), x, g);
+    const [ys, dxs] = geluAndGrad((t) => F.softmax(t.mul(0.125), -1), x, g);
+    assert.ok(maxAbsDiff(y, ys) < 1e-6, `L ${L} forward ${maxAbsDiff(y, ys)}`);
+    assert.ok(maxAbsDiff(dx, dxs) < 1e-6, `L ${L} backward ${maxAbsDiff(dx, dxs)}`);
+    if (L === 34) {
+      const ref = runTorch('x = inp["x"].clone().requires_grad_(True)\ny = ((x * 0.125).softmax(dim=-1))\ny.backward(inp["g"])\nout["y"] = y.detach(); out["dx"] = x.grad', { x, g });
+      assert.ok(maxAbsDiff(y, ref['y']!) < 1e-6 && maxAbsDiff(dx, ref['dx']!) < 1e-6, 'vs PyTorch');
+    }
+  }
+});
+
+test('scaled softmax (bf16): within one bf16 rounding of the fp32 softmax of the same bf16 scores, dtype kept', () => {
+  const x = T.randn([4, 6, 34], { generator: gen() }).mul(6).to('bfloat16');
+  const g = T.randn([4, 6, 34], { generator: new T.Generator(9) }).to('bfloat16');
+  const [y, dx] = geluAndGrad((t) => F.scaledSoftmax(t, 0.125), x, g);
+  assert.equal(y.dtype, 'bfloat16');
+  assert.equal(dx.dtype, 'bfloat16');
+  // reference: the same bf16 inputs, computed in fp32 (the stock bf16 path rounds x * scale to bf16 first, so it is further off)
+  const [yr, dxr] = geluAndGrad((t) => F.softmax(t.mul(0.125), -1), x.float(), g.float());
+  const rel = (a: T.Tensor, b: T.Tensor, floor: number) => T.tidy(() => a.float().sub(b).abs().div(b.abs().add(floor)).max().item());
+  assert.ok(rel(y, yr, 1e-6) <= 2 ** -8 + 1e-6, `forward ${rel(y, yr, 1e-6)}`);
+  // dx = scale y (g - <g, y>): g and y enter as bf16, so allow a few bf16 roundings against the largest term
+  const scaleDx = dxr.abs().max().item();
+  assert.ok(maxAbsDiff(dx.float(), dxr) <= 3 * 2 ** -8 * scaleDx, `backward ${maxAbsDiff(dx.float(), dxr)} vs max ${scaleDx}`);
 });
 
 test('fused AdamW and EMA: within one float rounding (2^-22 relative) of the stock op sequence (torch.optim.AdamW single-tensor arithmetic)', () => {

@@ -106,7 +106,7 @@ export class Attention extends Module {
       const H = this.numHeads;
       const qkv = this.qkv.forward(x).reshape([B, N, 3, H, C / H]).permute([2, 0, 3, 1, 4]);
       const q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
-      const attn = F.softmax(q.matmul(k.transpose(-2, -1)).mul(this.scale), -1);
+      const attn = F.scaledSoftmax(q.matmul(k.transpose(-2, -1)), this.scale);  // softmax(q k^T * scale), one fused op
       const out = attn.matmul(v).transpose(1, 2).reshape([B, N, C]);
       return this.proj.forward(out);
     });

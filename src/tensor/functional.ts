@@ -32,6 +32,14 @@ export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
 }
 export function relu(x: Tensor): Tensor { return x.relu(); }
 export function softmax(x: Tensor, dim: number): Tensor { return new Tensor(native.softmax(handleOf(x, 'F.softmax', 'x'), dim)); }
+/**
+ * softmax(scale * x) over the last dimension in one native pass, with its own one-pass backward
+ * (native/fused.cc; attention scores). fp32 within 1e-6 of softmax(x.mul(scale)); bf16 computed in fp32
+ * from the bf16 scores and rounded once (the stock path also rounds x * scale to bf16 first).
+ */
+export function scaledSoftmax(x: Tensor, scale: number): Tensor {
+  return new Tensor(native.scaledSoftmax(handleOf(x, 'F.scaledSoftmax', 'x'), scale));
+}
 export function logSoftmax(x: Tensor, dim: number): Tensor { return new Tensor(native.logSoftmax(handleOf(x, 'F.logSoftmax', 'x'), dim)); }
 /** Uses libtorch's global generator (seed it with manualSeed). */
 export function dropout(x: Tensor, p: number, training: boolean): Tensor {
