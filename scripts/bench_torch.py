@@ -1,7 +1,7 @@
 """PyTorch side of `cjepa bench`: the same step in plain PyTorch (the official I-JEPA model structure, as
 test/py/ref_jepa.py, repeated here so an installed cjepa needs no test files), on the weights, images and
 masks cjepa wrote. Usage: bench_torch.py <inputs.safetensors> '<json spec>'. Prints one JSON line
-{times (s), hwmKiB, torch}. bf16: torch.autocast('cpu', bfloat16) around the network forwards, losses in fp32.
+{times (s), cpuMs (process CPU ms per timed step), hwmKiB, torch}. bf16: torch.autocast('cpu', bfloat16) around the network forwards, losses in fp32.
 """
 import contextlib, json, math, struct, sys, time
 
@@ -169,12 +169,14 @@ def main():
     if cfg['kind'] == 'embed':
         enc.eval()
         for it in range(cfg['warmup'] + cfg['steps']):
+            if it == cfg['warmup']:
+                c0 = time.process_time()
             t0 = time.perf_counter()
             with torch.no_grad(), amp():
                 enc(imgs).float()
             if it >= cfg['warmup']:
                 times.append(time.perf_counter() - t0)
-        print(json.dumps({'times': times, 'hwmKiB': hwm_kib(), 'torch': torch.__version__}))
+        print(json.dumps({'times': times, 'cpuMs': (time.process_time() - c0) * 1000 / cfg['steps'], 'hwmKiB': hwm_kib(), 'torch': torch.__version__}))
         return
     pred = Predictor(**cfg['predictor'])
     pred.load_state_dict({k[10:]: v for k, v in inp.items() if k.startswith('predictor.')})
@@ -190,6 +192,8 @@ def main():
     mpred = [inp[k] for k in sorted(k for k in inp if k.startswith('masks_pred.'))]
     w = dict(inv=25, var=25, cov=1)
     for it in range(cfg['warmup'] + cfg['steps']):
+        if it == cfg['warmup']:
+            c0 = time.process_time()
         t0 = time.perf_counter()
         with torch.no_grad():
             with amp():
@@ -211,7 +215,7 @@ def main():
                 k.data.mul_(0.996).add_((1.0 - 0.996) * q.detach().data)
         if it >= cfg['warmup']:
             times.append(time.perf_counter() - t0)
-    print(json.dumps({'times': times, 'hwmKiB': hwm_kib(), 'torch': torch.__version__}))
+    print(json.dumps({'times': times, 'cpuMs': (time.process_time() - c0) * 1000 / cfg['steps'], 'hwmKiB': hwm_kib(), 'torch': torch.__version__}))
 
 
 if __name__ == '__main__':

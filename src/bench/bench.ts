@@ -36,11 +36,11 @@ export interface BenchOptions {
   log?: (line: string) => void;
 }
 
-export interface SideResult { ms: number; imgPerS: number; gflops: number; peakFraction: number; rssMiB: number; times: number[] }
+export interface SideResult { ms: number; imgPerS: number; gflops: number; peakFraction: number; rssMiB: number; times: number[]; cpuMs: number }
 export interface RowResult {
   id: string; title: string; kind: string; batch: number; flops: number;
-  fp32?: { ours: SideResult; pytorch?: SideResult; ratio?: number };
-  bf16?: { ours: SideResult; pytorch?: SideResult; ratio?: number; ratioVsTorchFp32?: number };
+  fp32?: { ours: SideResult; pytorch?: SideResult; ratio?: number; cpuRatio?: number };
+  bf16?: { ours: SideResult; pytorch?: SideResult; ratio?: number; cpuRatio?: number; ratioVsTorchFp32?: number; cpuRatioVsTorchFp32?: number };
 }
 export interface BenchReport {
   machine: string; threads: number; peakGflops: number; peakMethod: string; sgemmGflops: number;
@@ -91,7 +91,7 @@ export function writeInputs(row: BenchRow, path: string): MaskShape {
   return { contextLen: masks.contextLength, targetLen: masks.targetLength, nTargets: masks.targets.length };
 }
 
-interface ChildOut { times: number[]; hwmKiB: number }
+interface ChildOut { times: number[]; cpuMs: number; hwmKiB: number }
 
 function runOurs(spec: ChildSpec): ChildOut {
   const r = spawnSync(process.execPath, [join(HERE, 'ours_child.js'), JSON.stringify(spec)], { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
@@ -116,7 +116,7 @@ function side(outs: ChildOut[], row: BenchRow, flops: number, peak: number): Sid
   const times = outs.flatMap((o) => o.times);
   const s = median(times);
   const gflops = flops / s / 1e9;
-  return { ms: s * 1000, imgPerS: row.batch / s, gflops, peakFraction: gflops / peak, rssMiB: Math.max(...outs.map((o) => o.hwmKiB)) / 1024, times };
+  return { ms: s * 1000, imgPerS: row.batch / s, gflops, peakFraction: gflops / peak, rssMiB: Math.max(...outs.map((o) => o.hwmKiB)) / 1024, times, cpuMs: median(outs.map((o) => o.cpuMs)) };
 }
 
 export function runBench(o: BenchOptions): BenchReport {
@@ -145,11 +145,11 @@ export function runBench(o: BenchOptions): BenchReport {
         }
         const so = side(ours, row, flops, peak.gflops);
         const st = torch.ok ? side(theirs, row, flops, peak.gflops) : undefined;
-        res[precision] = { ours: so, pytorch: st, ratio: st ? so.ms / st.ms : undefined };
+        res[precision] = { ours: so, pytorch: st, ratio: st ? so.ms / st.ms : undefined, cpuRatio: st ? so.cpuMs / st.cpuMs : undefined };
         log(`${id} ${precision}: ours ${so.ms.toFixed(0)} ms${st ? `, PyTorch ${st.ms.toFixed(0)} ms, ratio ${(so.ms / st.ms).toFixed(2)}` : ''}`);
       }
       const f = res.fp32?.pytorch, b = res.bf16;
-      if (b && f) b.ratioVsTorchFp32 = b.ours.ms / f.ms;
+      if (b && f) { b.ratioVsTorchFp32 = b.ours.ms / f.ms; b.cpuRatioVsTorchFp32 = b.ours.cpuMs / f.cpuMs; }
       rows.push(res);
     }
   } finally {
@@ -171,18 +171,19 @@ export function formatBench(r: BenchReport): string {
   out.push(`machine: ${r.machine}; threads ${r.threads} both sides (torch.set_num_threads / at::set_num_threads), env GOMP_SPINCOUNT=${process.env.GOMP_SPINCOUNT} OPENBLAS_THREAD_TIMEOUT=${process.env.OPENBLAS_THREAD_TIMEOUT} both sides`);
   out.push(`fp32 peak: ${r.peakGflops.toFixed(0)} GFLOP/s (${r.peakMethod}); libtorch sgemm 2048^3: ${r.sgemmGflops.toFixed(0)} GFLOP/s`);
   out.push(`PyTorch: ${r.torch ?? `not compared (${r.torchNote})`}`);
+  out.push('CPU ms/step: process CPU time (all threads, spin-waits included) per timed step; less sensitive than wall time to other load on a shared machine');
   out.push('FLOPs: GEMM FLOPs only (qkv, proj, MLP, attention matmuls, patch conv); step = 3x forward of encoder + predictor, 1x target forward');
   out.push('');
-  const head = ['row', 'precision', 'side', 'ms/step', 'img/s', 'GFLOP/s', '% fp32 peak', 'peak RSS MiB', 'ratio'];
+  const head = ['row', 'precision', 'side', 'ms/step', 'img/s', 'GFLOP/s', '% fp32 peak', 'peak RSS MiB', 'CPU ms/step', 'ratio (wall; CPU)'];
   const lines: string[][] = [head];
   for (const row of r.rows) {
     for (const p of ['fp32', 'bf16'] as const) {
       const x = row[p];
       if (!x) continue;
-      const rowOf = (name: string, s: SideResult, ratio?: string) => [row.id, p, name, f0(s.ms), f0(s.imgPerS), f0(s.gflops), (100 * s.peakFraction).toFixed(1), f0(s.rssMiB), ratio ?? ''];
-      lines.push(rowOf('cjepa', x.ours, x.ratio === undefined ? '' : `${f2(x.ratio)} vs PyTorch ${p}`));
+      const rowOf = (name: string, s: SideResult, ratio?: string) => [row.id, p, name, f0(s.ms), f0(s.imgPerS), f0(s.gflops), (100 * s.peakFraction).toFixed(1), f0(s.rssMiB), f0(s.cpuMs), ratio ?? ''];
+      lines.push(rowOf('cjepa', x.ours, x.ratio === undefined ? '' : `${f2(x.ratio)}; ${f2(x.cpuRatio)} vs PyTorch ${p}`));
       if (x.pytorch) lines.push(rowOf(`PyTorch${p === 'bf16' ? ' autocast' : ''}`, x.pytorch));
-      if (p === 'bf16' && row.bf16?.ratioVsTorchFp32 !== undefined) lines.push([row.id, p, '', '', '', '', '', '', `${f2(row.bf16.ratioVsTorchFp32)} vs PyTorch fp32`]);
+      if (p === 'bf16' && row.bf16?.ratioVsTorchFp32 !== undefined) lines.push([row.id, p, '', '', '', '', '', '', '', `${f2(row.bf16.ratioVsTorchFp32)}; ${f2(row.bf16.cpuRatioVsTorchFp32)} vs PyTorch fp32`]);
     }
   }
   const w = head.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
@@ -201,6 +202,7 @@ export function benchJson(r: BenchReport): Record<string, unknown> {
     peak_fraction: main?.fp32?.ours.peakFraction ?? null,
     ours_bf16_ms: main?.bf16?.ours.ms ?? null, pytorch_bf16_ms: main?.bf16?.pytorch?.ms ?? null,
     bf16_ratio: main?.bf16?.ratioVsTorchFp32 ?? null, bf16_vs_pytorch_bf16: main?.bf16?.ratio ?? null,
+    cpu_ratio: main?.fp32?.cpuRatio ?? null, bf16_cpu_ratio: main?.bf16?.cpuRatioVsTorchFp32 ?? null, bf16_vs_pytorch_bf16_cpu: main?.bf16?.cpuRatio ?? null,
     peak_gflops: r.peakGflops, peak_method: r.peakMethod, sgemm_gflops: r.sgemmGflops, threads: r.threads, machine: r.machine, torch: r.torch,
     rows: r.rows.map((x) => ({
       id: x.id, title: x.title, batch: x.batch, gflop: x.flops / 1e9,
@@ -210,6 +212,7 @@ export function benchJson(r: BenchReport): Record<string, unknown> {
         ours_gflops: x[p]!.ours.gflops, pytorch_gflops: x[p]!.pytorch?.gflops ?? null,
         ours_peak_fraction: x[p]!.ours.peakFraction, pytorch_peak_fraction: x[p]!.pytorch?.peakFraction ?? null,
         ours_rss_mib: x[p]!.ours.rssMiB, pytorch_rss_mib: x[p]!.pytorch?.rssMiB ?? null,
+        ours_cpu_ms: x[p]!.ours.cpuMs, pytorch_cpu_ms: x[p]!.pytorch?.cpuMs ?? null, cpu_ratio: x[p]!.cpuRatio ?? null,
       }])),
       bf16_ratio_vs_pytorch_fp32: x.bf16?.ratioVsTorchFp32 ?? null,
     })),

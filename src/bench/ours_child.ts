@@ -1,6 +1,6 @@
 // The cjepa side of `cjepa bench`, run in a child process of its own so its peak RSS (VmHWM) is its
 // own. Usage: node ours_child.js '<json spec>' — loads the shared weights, images and masks, times
-// warm-up + steps, and prints one JSON line { times (s), hwmKiB }.
+// warm-up + steps, and prints one JSON line { times (s), cpuMs (process CPU ms per timed step), hwmKiB }.
 import { readFileSync } from 'node:fs';
 import * as T from '../tensor/index.js';
 import { buildNetworks } from '../method/trainer.js';
@@ -21,7 +21,7 @@ export function vmHwmKiB(): number {
   }
 }
 
-function main(spec: ChildSpec): { times: number[]; hwmKiB: number } {
+function main(spec: ChildSpec): { times: number[]; cpuMs: number; hwmKiB: number } {
   const row = BENCH_ROWS[spec.row]!;
   T.setNumThreads(spec.threads);
   T.setPrecision(spec.precision);
@@ -32,14 +32,18 @@ function main(spec: ChildSpec): { times: number[]; hwmKiB: number } {
   nets.encoder.loadStateDict(sub('encoder.'));
   const images = inp['images']!;
   const times: number[] = [];
+  let cpu0 = process.cpuUsage();
+  // CPU time of the timed steps (all threads): unlike wall time it does not grow while other processes hold the cores
+  const cpuMs = () => { const c = process.cpuUsage(cpu0); return (c.user + c.system) / 1000 / spec.steps; };
   if (row.kind === 'embed') {
     nets.encoder.eval();
     for (let i = 0; i < spec.warmup + spec.steps; i++) {
       const t0 = performance.now();
+      if (i === spec.warmup) cpu0 = process.cpuUsage();
       T.noGrad(() => T.tidy(() => { T.autocast(() => nets.encoder.forward(images)).float(); }));
       if (i >= spec.warmup) times.push((performance.now() - t0) / 1000);
     }
-    return { times, hwmKiB: vmHwmKiB() };
+    return { times, cpuMs: cpuMs(), hwmKiB: vmHwmKiB() };
   }
   const enc = nets.encoder, tgt = nets.targetEncoder!, pred = nets.predictor!;
   pred.loadStateDict(sub('predictor.'));
@@ -49,6 +53,7 @@ function main(spec: ChildSpec): { times: number[]; hwmKiB: number } {
   const opt = new AdamW(ijepaParamGroups([...enc.namedParameters('encoder.'), ...pred.namedParameters('predictor.')]));
   const o = stepLossOptions(cfg);
   for (let i = 0; i < spec.warmup + spec.steps; i++) {
+    if (i === spec.warmup) cpu0 = process.cpuUsage();
     const t0 = performance.now();
     T.tidy(() => jepaForward({ encoder: enc, targetEncoder: tgt, predictor: pred }, images, ctx, tgtMasks, o).loss.backward());
     opt.update(1e-4, 0.04);
@@ -56,7 +61,7 @@ function main(spec: ChildSpec): { times: number[]; hwmKiB: number } {
     emaUpdate(tgt.parameters(), enc.parameters(), 0.996);
     if (i >= spec.warmup) times.push((performance.now() - t0) / 1000);
   }
-  return { times, hwmKiB: vmHwmKiB() };
+  return { times, cpuMs: cpuMs(), hwmKiB: vmHwmKiB() };
 }
 
 console.log(JSON.stringify(main(JSON.parse(process.argv[2]!) as ChildSpec)));
