@@ -165,6 +165,12 @@ CJ_KERNEL static void SoftmaxBwdRowsBf16(const uint16_t* g, const uint16_t* y, u
   for (int64_t r = 0; r < rows; r++) SoftmaxBwdRow(g + r * L, y + r * L, dx + r * L, buf.data(), L, scale);
 }
 
+// out = a + float(b), a fp32, b bf16 (the residual stream plus an autocast branch): one vectorised pass
+// where ATen's mixed-dtype add takes its scalar dynamic-cast loop.
+CJ_KERNEL static void AddF32Bf16(const float* a, const uint16_t* b, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = a[i] + Bf16ToF(b[i]);
+}
+
 // The optimiser kernels round where ATen's stock ops round (so a step matches torch.optim.AdamW's
 // single-tensor path to the last bit): no contraction except where ATen itself uses an FMA (add with alpha).
 #pragma GCC push_options
@@ -294,6 +300,29 @@ struct ScaledSoftmaxFn : public torch::autograd::Function<ScaledSoftmaxFn> {
   }
 };
 
+// a + b for a residual stream `a` (fp32) and a branch `b` that autocast left in bf16; the sum is fp32
+// as ATen's type promotion makes it. Backward: the gradient as is for a, cast to bf16 for b.
+struct ResidualAddFn : public torch::autograd::Function<ResidualAddFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a0, const at::Tensor& b0) {
+    at::Tensor a = a0.contiguous(), b = b0.contiguous();
+    at::Tensor out = at::empty_like(a, at::MemoryFormat::Contiguous);
+    const float* ap = a.data_ptr<float>();
+    auto* bp = reinterpret_cast<const uint16_t*>(b.data_ptr<at::BFloat16>());
+    float* op = out.data_ptr<float>();
+    at::parallel_for(0, a.numel(), kGrain, [&](int64_t s, int64_t e) { AddF32Bf16(ap + s, bp + s, op + s, e - s); });
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    return {go[0], go[0].to(at::kBFloat16)};
+  }
+};
+
+static at::Tensor ResidualAdd(const at::Tensor& a, const at::Tensor& b) {
+  bool fast = a.device().is_cpu() && b.device().is_cpu() && a.layout() == at::kStrided && b.layout() == at::kStrided &&
+              a.scalar_type() == at::kFloat && b.scalar_type() == at::kBFloat16 && a.sizes() == b.sizes();
+  return fast ? ResidualAddFn::apply(a, b) : at::add(a, b);
+}
+
 static bool Flat32(const at::Tensor& t) {
   return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() && t.layout() == at::kStrided;
 }
@@ -377,6 +406,7 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
   exports.Set("mallocTuned", Napi::Boolean::New(env, TuneMalloc()));
   Def(env, exports, "fusedGelu", FN { return Wrap(info.Env(), GeluFn::apply(T(info, 0))); });
   Def(env, exports, "scaledSoftmax", FN { return Wrap(info.Env(), ScaledSoftmaxFn::apply(T(info, 0), D(info, 1))); });
+  Def(env, exports, "residualAdd", FN { return Wrap(info.Env(), ResidualAdd(T(info, 0), T(info, 1))); });
   Def(env, exports, "fusedGeluBackward", FN { return Wrap(info.Env(), FusedGeluBackward(T(info, 0), T(info, 1))); });
 
   // adamw_(params, grads, expAvg, expAvgSq, decay, b1, b2, stepSize, bc2Sqrt, eps): in place, no autograd.

@@ -89,6 +89,26 @@ test('scaled softmax (bf16): within one bf16 rounding of the fp32 softmax of the
   assert.ok(maxAbsDiff(dx.float(), dxr) <= 3 * 2 ** -8 * scaleDx, `backward ${maxAbsDiff(dx.float(), dxr)} vs max ${scaleDx}`);
 });
 
+test('residual add (fp32 stream + bf16 branch): exact against libtorch add, gradients as libtorch gives them', () => {
+  const x = T.randn([3, 5, 7], { generator: gen() });
+  const y = T.randn([3, 5, 7], { generator: new T.Generator(9) }).to('bfloat16');
+  const g = T.randn([3, 5, 7], { generator: new T.Generator(10) });
+  const run = (fn: (a: T.Tensor, b: T.Tensor) => T.Tensor) => {
+    const a = x.detach().requiresGrad_(true), b = y.detach().requiresGrad_(true);
+    const out = fn(a, b);
+    out.backward(g);
+    return [out.detach(), a.grad!, b.grad!] as const;
+  };
+  const [o1, ga1, gb1] = run((a, b) => F.residualAdd(a, b));
+  const [o2, ga2, gb2] = run((a, b) => a.add(b));
+  assert.equal(o1.dtype, 'float32');
+  assert.equal(gb1.dtype, 'bfloat16');
+  assert.equal(maxAbsDiff(o1, o2), 0);
+  assert.equal(maxAbsDiff(ga1, ga2), 0);
+  assert.equal(maxAbsDiff(gb1, gb2), 0);
+  assert.equal(maxAbsDiff(F.residualAdd(x, x), x.add(x)), 0);  // same dtypes: the stock add
+});
+
 test('fused AdamW and EMA: within one float rounding (2^-22 relative) of the stock op sequence (torch.optim.AdamW single-tensor arithmetic)', () => {
   const shapes = [[33, 17], [5], [3, 4, 5]];
   const mk = (seed: number) => shapes.map((s) => T.randn(s, { generator: new T.Generator(seed) }));

@@ -128,8 +128,8 @@ export class Block extends Module {
   }
   forward(x: Tensor): Tensor {
     return tidy(() => {
-      const h = x.add(this.attn.forward(this.norm1.forward(x)));
-      return h.add(this.mlp.forward(this.norm2.forward(h)));
+      const h = F.residualAdd(x, this.attn.forward(this.norm1.forward(x)));  // fp32 stream + bf16 branch under autocast
+      return F.residualAdd(h, this.mlp.forward(this.norm2.forward(h)));
     });
   }
 }

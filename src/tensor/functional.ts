@@ -40,6 +40,14 @@ export function softmax(x: Tensor, dim: number): Tensor { return new Tensor(nati
 export function scaledSoftmax(x: Tensor, scale: number): Tensor {
   return new Tensor(native.scaledSoftmax(handleOf(x, 'F.scaledSoftmax', 'x'), scale));
 }
+/**
+ * x + y for a residual stream x and a branch y: when x is fp32 and y is bf16 (an autocast branch) one
+ * vectorised pass (native/fused.cc) instead of libtorch's mixed-dtype loop; otherwise `x.add(y)`. Exact
+ * either way (bf16 -> fp32 is exact, then one fp32 add).
+ */
+export function residualAdd(x: Tensor, y: Tensor): Tensor {
+  return new Tensor(native.residualAdd(handleOf(x, 'F.residualAdd', 'x'), handleOf(y, 'F.residualAdd', 'y')));
+}
 export function logSoftmax(x: Tensor, dim: number): Tensor { return new Tensor(native.logSoftmax(handleOf(x, 'F.logSoftmax', 'x'), dim)); }
 /** Uses libtorch's global generator (seed it with manualSeed). */
 export function dropout(x: Tensor, p: number, training: boolean): Tensor {
