@@ -19,7 +19,7 @@
 
 namespace cj {
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)  // target_clones needs ifunc
 #define CJ_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #pragma GCC optimize("O3")  // the vectoriser at full strength for the kernels below (after the includes)
 #else
@@ -328,11 +328,12 @@ static bool Flat32(const at::Tensor& t) {
 }
 
 // Peak fp32 FMA rate of one core: 12 independent accumulator chains (enough to cover FMA latency on
-// two ports), `iters` rounds; the result keeps the compiler from dropping the work.
-__attribute__((target("avx512f"))) static float FmaLoop512(int64_t iters) {
-  typedef float v16 __attribute__((vector_size(64)));
-  v16 a[12], x = (v16){} + 1.0000001f, y = (v16){} + 0.9999999f;
-  for (int k = 0; k < 12; k++) a[k] = (v16){} + (float)k;
+// two ports), `iters` rounds; the result keeps the compiler from dropping the work. V is a GCC vector
+// type, lowered to the widest registers the target attribute allows.
+template <typename V>
+__attribute__((always_inline)) static inline float FmaLoop(int64_t iters) {
+  V a[12], x = (V){} + 1.0000001f, y = (V){} + 0.9999999f;
+  for (int k = 0; k < 12; k++) a[k] = (V){} + (float)k;
   for (int64_t i = 0; i < iters; i++) {
 #pragma GCC unroll 12
     for (int k = 0; k < 12; k++) a[k] = a[k] * x + y;
@@ -341,32 +342,37 @@ __attribute__((target("avx512f"))) static float FmaLoop512(int64_t iters) {
   for (int k = 0; k < 12; k++) s += a[k][0];
   return s;
 }
-__attribute__((target("avx2,fma"))) static float FmaLoop256(int64_t iters) {
-  typedef float v8 __attribute__((vector_size(32)));
-  v8 a[12], x = (v8){} + 1.0000001f, y = (v8){} + 0.9999999f;
-  for (int k = 0; k < 12; k++) a[k] = (v8){} + (float)k;
-  for (int64_t i = 0; i < iters; i++) {
-#pragma GCC unroll 12
-    for (int k = 0; k < 12; k++) a[k] = a[k] * x + y;
-  }
-  float s = 0;
-  for (int k = 0; k < 12; k++) s += a[k][0];
-  return s;
-}
+typedef float V16 __attribute__((vector_size(64)));
+typedef float V8 __attribute__((vector_size(32)));
+typedef float V4 __attribute__((vector_size(16)));
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f,fma"))) static float FmaLoop512(int64_t iters) { return FmaLoop<V16>(iters); }
+__attribute__((target("avx2,fma"))) static float FmaLoop256(int64_t iters) { return FmaLoop<V8>(iters); }
+#endif
+static float FmaLoop128(int64_t iters) { return FmaLoop<V4>(iters); }  // baseline SIMD (SSE2, NEON)
 
 // fmaPeak(seconds) -> { gflops, threads, isa }: every intra-op thread runs the FMA loop at once.
 static Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   double seconds = D(info, 0);
-  bool avx512 = __builtin_cpu_supports("avx512f");
-  bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  TORCH_CHECK(avx512 || avx2, "fmaPeak needs AVX2+FMA or AVX-512");
-  int lanes = avx512 ? 16 : 8;
+  int isa = 128;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx512f")) isa = 512;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = 256;
+#endif
+  auto loop = [isa](int64_t iters) -> float {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == 512) return FmaLoop512(iters);
+    if (isa == 256) return FmaLoop256(iters);
+#endif
+    return FmaLoop128(iters);
+  };
+  int lanes = isa / 32;
   int nt = at::get_num_threads();
   auto run = [&](int64_t iters) {
     std::atomic<int64_t> sink{0};
     auto t0 = std::chrono::steady_clock::now();
     at::parallel_for(0, nt, 1, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; k++) sink += (int64_t)(avx512 ? FmaLoop512(iters) : FmaLoop256(iters));
+      for (int64_t k = b; k < e; k++) sink += (int64_t)loop(iters);
     });
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
@@ -381,7 +387,7 @@ static Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   auto out = Napi::Object::New(info.Env());
   out.Set("gflops", best);
   out.Set("threads", nt);
-  out.Set("isa", avx512 ? "avx512" : "avx2");
+  out.Set("isa", isa == 512 ? "avx512" : isa == 256 ? "avx2" : "128-bit SIMD");
   return out;
 }
 
