@@ -6,6 +6,8 @@
 // load time: x86-64-v4 = AVX-512, v3 = AVX2+FMA); anything other than contiguous fp32 / bf16 CPU tensors goes to the stock ATen op.
 #include "common.h"
 #include <torch/csrc/autograd/custom_function.h>
+#include <ATen/autocast_mode.h>
+#include <array>
 #include <ATen/Parallel.h>
 #include <chrono>
 #include <cmath>
@@ -171,6 +173,34 @@ CJ_KERNEL static void AddF32Bf16(const float* a, const uint16_t* b, float* out, 
   for (int64_t i = 0; i < n; i++) out[i] = a[i] + Bf16ToF(b[i]);
 }
 
+// LayerNorm of fp32 rows written straight to bf16, with the row mean and 1/std for the backward:
+// what autocast does in two passes (fp32 LayerNorm, then the next Linear's cast) in one.
+CJ_KERNEL static void LayerNormRowsToBf16(const float* x, const float* w, const float* b, uint16_t* y, float* mean, float* rstd,
+                                          int64_t rows, int64_t D, float eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * D;
+    uint16_t* yr = y + r * D;
+    float s16[16] = {0};
+    int64_t j = 0;
+    for (; j + 16 <= D; j += 16)
+      for (int k = 0; k < 16; k++) s16[k] += xr[j + k];
+    float sum = 0;
+    for (int k = 0; k < 16; k++) sum += s16[k];
+    for (; j < D; j++) sum += xr[j];
+    const float mu = sum / (float)D;
+    float q16[16] = {0};
+    for (j = 0; j + 16 <= D; j += 16)
+      for (int k = 0; k < 16; k++) { float d = xr[j + k] - mu; q16[k] += d * d; }
+    float q = 0;
+    for (int k = 0; k < 16; k++) q += q16[k];
+    for (; j < D; j++) { float d = xr[j] - mu; q += d * d; }
+    const float rs = 1.0f / __builtin_sqrtf(q / (float)D + eps);
+    for (j = 0; j < D; j++) yr[j] = FToBf16((xr[j] - mu) * rs * w[j] + b[j]);
+    mean[r] = mu;
+    rstd[r] = rs;
+  }
+}
+
 // The optimiser kernels round where ATen's stock ops round (so a step matches torch.optim.AdamW's
 // single-tensor path to the last bit): no contraction except where ATen itself uses an FMA (add with alpha).
 #pragma GCC push_options
@@ -323,6 +353,46 @@ static at::Tensor ResidualAdd(const at::Tensor& a, const at::Tensor& b) {
   return fast ? ResidualAddFn::apply(a, b) : at::add(a, b);
 }
 
+// LayerNorm over the last dimension for a LayerNorm that feeds a Linear. Under CPU bf16 autocast (fp32
+// input, weight and bias) the output is the bf16 tensor the Linear would have cast to, made in one pass;
+// the backward is ATen's, on the gradient cast back to fp32 (as autocast's cast node does). Otherwise
+// the stock at::layer_norm.
+struct LayerNormToBf16Fn : public torch::autograd::Function<LayerNormToBf16Fn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x0, const at::Tensor& w, const at::Tensor& b, double eps) {
+    at::Tensor x = x0.contiguous();
+    int64_t D = x.size(-1), rows = x.numel() / D;
+    auto statShape = x.sizes().vec();
+    statShape.back() = 1;
+    at::Tensor y = at::empty(x.sizes(), x.options().dtype(at::kBFloat16));
+    at::Tensor mean = at::empty(statShape, x.options()), rstd = at::empty(statShape, x.options());
+    at::Tensor wc = w.contiguous(), bc = b.contiguous();
+    const float *xp = x.data_ptr<float>(), *wp = wc.data_ptr<float>(), *bp = bc.data_ptr<float>();
+    float *mp = mean.data_ptr<float>(), *rp = rstd.data_ptr<float>();
+    auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
+    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / D), [&](int64_t s, int64_t e) {
+      LayerNormRowsToBf16(xp + s * D, wp, bp, yp + s * D, mp + s, rp + s, e - s, D, (float)eps);
+    });
+    ctx->save_for_backward({x, w, b, mean, rstd});
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    auto v = ctx->get_saved_variables();
+    const at::Tensor &x = v[0], &w = v[1], &b = v[2];
+    std::array<bool, 3> mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)};
+    auto r = at::native_layer_norm_backward(go[0].to(at::kFloat), x, {x.size(-1)}, v[3], v[4], w, b, mask);
+    return {std::get<0>(r), std::get<1>(r), std::get<2>(r), at::Tensor()};
+  }
+};
+
+static at::Tensor LayerNormToLinear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
+  bool fast = at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16 && x.device().is_cpu() &&
+              x.layout() == at::kStrided && x.scalar_type() == at::kFloat && x.dim() >= 1 && x.numel() > 0 && w.defined() && b.defined() &&
+              w.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && w.dim() == 1 && b.dim() == 1 && w.size(0) == x.size(-1) &&
+              b.size(0) == x.size(-1);
+  if (!fast) return at::layer_norm(x, {x.size(-1)}, w, b, eps);
+  return LayerNormToBf16Fn::apply(x, w, b, eps);  // only raw kernels inside: nothing for autocast to recast
+}
+
 static bool Flat32(const at::Tensor& t) {
   return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() && t.layout() == at::kStrided;
 }
@@ -413,6 +483,7 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "fusedGelu", FN { return Wrap(info.Env(), GeluFn::apply(T(info, 0))); });
   Def(env, exports, "scaledSoftmax", FN { return Wrap(info.Env(), ScaledSoftmaxFn::apply(T(info, 0), D(info, 1))); });
   Def(env, exports, "residualAdd", FN { return Wrap(info.Env(), ResidualAdd(T(info, 0), T(info, 1))); });
+  Def(env, exports, "layerNormToLinear", FN { return Wrap(info.Env(), LayerNormToLinear(T(info, 0), T(info, 1), T(info, 2), D(info, 3))); });
   Def(env, exports, "fusedGeluBackward", FN { return Wrap(info.Env(), FusedGeluBackward(T(info, 0), T(info, 1))); });
 
   // adamw_(params, grads, expAvg, expAvgSq, decay, b1, b2, stepSize, bc2Sqrt, eps): in place, no autograd.

@@ -109,6 +109,33 @@ test('residual add (fp32 stream + bf16 branch): exact against libtorch add, grad
   assert.equal(maxAbsDiff(F.residualAdd(x, x), x.add(x)), 0);  // same dtypes: the stock add
 });
 
+test('LayerNorm into a Linear: bf16 out under autocast within one bf16 rounding of LayerNorm + cast, same gradients; stock outside autocast', () => {
+  const x = T.randn([6, 10, 192], { generator: gen() }).mul(2).add(0.5);
+  const w = T.randn([192], { generator: new T.Generator(11) }).mul(0.1).add(1), b = T.randn([192], { generator: new T.Generator(12) }).mul(0.1);
+  const g = T.randn([6, 10, 192], { generator: new T.Generator(13) }).to('bfloat16');
+  const run = (fn: (a: T.Tensor, ww: T.Tensor, bb: T.Tensor) => T.Tensor) => {
+    const a = x.detach().requiresGrad_(true), ww = w.detach().requiresGrad_(true), bb = b.detach().requiresGrad_(true);
+    const out = fn(a, ww, bb);
+    out.backward(g.to(out.dtype));
+    return [out.detach(), a.grad!, ww.grad!, bb.grad!] as const;
+  };
+  const prev = T.runtime.precision;
+  T.setPrecision('bf16');
+  try {
+    const [y1, gx1, gw1, gb1] = run((a, ww, bb) => T.autocast(() => F.layerNormToLinear(a, ww, bb, 1e-6)));
+    const [y2, gx2, gw2, gb2] = run((a, ww, bb) => T.autocast(() => F.layerNorm(a, [192], ww, bb, 1e-6)).to('bfloat16'));
+    assert.equal(y1.dtype, 'bfloat16');
+    const rel = (a: T.Tensor, c: T.Tensor) => T.tidy(() => a.float().sub(c.float()).abs().max().item() / c.float().abs().max().item());
+    assert.ok(rel(y1, y2) <= 2 ** -8, `forward ${rel(y1, y2)}`);
+    for (const [n, a, c] of [['x', gx1, gx2], ['weight', gw1, gw2], ['bias', gb1, gb2]] as const) assert.ok(rel(a, c) < 1e-5, `grad ${n} ${rel(a, c)}`);
+  } finally {
+    T.setPrecision(prev);
+  }
+  const [y3] = run((a, ww, bb) => F.layerNormToLinear(a, ww, bb, 1e-6));  // no autocast: libtorch's layer_norm
+  assert.equal(y3.dtype, 'float32');
+  assert.equal(maxAbsDiff(y3, F.layerNorm(x, [192], w, b, 1e-6)), 0);
+});
+
 test('fused AdamW and EMA: within one float rounding (2^-22 relative) of the stock op sequence (torch.optim.AdamW single-tensor arithmetic)', () => {
   const shapes = [[33, 17], [5], [3, 4, 5]];
   const mk = (seed: number) => shapes.map((s) => T.randn(s, { generator: new T.Generator(seed) }));

@@ -33,6 +33,10 @@ export class LayerNorm extends Module {
   forward(x: Tensor): Tensor {
     return F.layerNorm(x, [this.dim], this.weight, this.bias, this.eps);
   }
+  /** forward() for an output that feeds a Linear: under bf16 autocast it comes out bf16 (one pass instead of LayerNorm + cast). */
+  forwardToLinear(x: Tensor): Tensor {
+    return F.layerNormToLinear(x, this.weight, this.bias, this.eps);
+  }
 }
 
 /** BatchNorm over the feature dim of (N, C) inputs, with running statistics (VICReg expander). */
@@ -128,8 +132,8 @@ export class Block extends Module {
   }
   forward(x: Tensor): Tensor {
     return tidy(() => {
-      const h = F.residualAdd(x, this.attn.forward(this.norm1.forward(x)));  // fp32 stream + bf16 branch under autocast
-      return F.residualAdd(h, this.mlp.forward(this.norm2.forward(h)));
+      const h = F.residualAdd(x, this.attn.forward(this.norm1.forwardToLinear(x)));  // fp32 stream + bf16 branch under autocast
+      return F.residualAdd(h, this.mlp.forward(this.norm2.forwardToLinear(h)));
     });
   }
 }

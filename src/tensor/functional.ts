@@ -16,6 +16,15 @@ export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor 
   return new Tensor(native.layerNorm(handleOf(x, 'F.layerNorm', 'x'), normalizedShape, opt(weight, 'F.layerNorm', 'weight'), opt(bias, 'F.layerNorm', 'bias'), eps));
 }
 
+/**
+ * LayerNorm over the last dimension whose output goes into a Linear. Under bf16 autocast it returns the
+ * bf16 tensor that Linear would cast to anyway, in one pass (native/fused.cc); otherwise `layerNorm`.
+ */
+export function layerNormToLinear(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  return new Tensor(native.layerNormToLinear(handleOf(x, 'F.layerNormToLinear', 'x'), handleOf(weight, 'F.layerNormToLinear', 'weight'),
+    handleOf(bias, 'F.layerNormToLinear', 'bias'), eps));
+}
+
 export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null,
   o: { weight?: Tensor | null; bias?: Tensor | null; training?: boolean; momentum?: number; eps?: number } = {}): Tensor {
   return new Tensor(native.batchNorm(handleOf(x, 'F.batchNorm', 'x'), opt(o.weight, 'F.batchNorm', 'weight'), opt(o.bias, 'F.batchNorm', 'bias'), opt(runningMean, 'F.batchNorm', 'runningMean'), opt(runningVar, 'F.batchNorm', 'runningVar'),
