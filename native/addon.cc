@@ -517,6 +517,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   cj::RegisterCore(env, exports);
   cj::RegisterOps(env, exports);
   cj::RegisterDistributed(env, exports);
+  cj::RegisterFused(env, exports);
   return exports;
 }
 

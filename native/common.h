@@ -63,5 +63,6 @@ void Def(Napi::Env env, Napi::Object exports, const char* name, Fn fn);
 void RegisterCore(Napi::Env env, Napi::Object exports);
 void RegisterOps(Napi::Env env, Napi::Object exports);
 void RegisterDistributed(Napi::Env env, Napi::Object exports);
+void RegisterFused(Napi::Env env, Napi::Object exports);  // native/fused.cc
 
 }  // namespace cj

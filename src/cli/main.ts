@@ -15,6 +15,7 @@ import { registerEvalCommands } from './eval_commands.js';
 import { registerConvertCommand } from './convert.js';
 import { finalKnn } from './final_eval.js';
 import { registerDataCommands } from './data_commands.js';
+import { registerBenchCommand } from './bench_command.js';
 import { PretrainProgress } from './progress.js';
 import { availableParallelism } from 'node:os';
 import { distEnvFrom, launchLocal } from '../distributed/launch.js';
@@ -201,6 +202,7 @@ export function buildCli(): Command {
   registerEvalCommands(program);
   registerConvertCommand(program);
   registerDataCommands(program);
+  registerBenchCommand(program);
   return usageHints(program);
 }
 

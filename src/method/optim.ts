@@ -1,5 +1,5 @@
 // AdamW with decoupled weight decay and parameter groups, the arithmetic of torch.optim.AdamW
-// (PyTorch 1.13, single-tensor path), plus the official I-JEPA grouping and gradient clipping.
+// (PyTorch 1.13, single-tensor path; fused into one pass per tensor), plus the official I-JEPA grouping and gradient clipping.
 import { Tensor, zerosLike, noGrad, tidy, F } from '../tensor/index.js';
 
 export interface ParamGroup {
@@ -43,21 +43,17 @@ export class AdamW {
     const bc1 = 1 - b1 ** this.step;
     const bc2Sqrt = Math.sqrt(1 - b2 ** this.step);
     const stepSize = lr / bc1;
-    noGrad(() => {
+    // one native call per group; the per-element arithmetic is torch.optim.AdamW's (native/fused.cc)
+    tidy(() => {  // disposes the grad handles `p.grad` hands out
       for (const g of this.groups) {
-        const groupWd = g.decay ? wd : 0;
+        const ps: Tensor[] = [], gs: Tensor[] = [], ms: Tensor[] = [], vs: Tensor[] = [];
         for (const [n, p] of g.params) {
-          tidy(() => {
-            const grad = p.grad;
-            if (grad === undefined) return;
-            if (groupWd !== 0) p.mul_(1 - lr * groupWd);
-            const m = this.expAvg.get(n)!, v = this.expAvgSq.get(n)!;
-            m.mul_(b1).add_(grad, 1 - b1);
-            v.mul_(b2).addcmul_(grad, grad, 1 - b2);
-            const denom = v.sqrt().div_(bc2Sqrt).add_(this.opts.eps);
-            p.addcdiv_(m, denom, -stepSize);
-          });
+          const grad = p.grad;
+          if (grad === undefined) continue;
+          ps.push(p); gs.push(grad); ms.push(this.expAvg.get(n)!); vs.push(this.expAvgSq.get(n)!);
         }
+        if (ps.length === 0) continue;
+        F.fusedAdamW_(ps, gs, ms, vs, { decay: 1 - lr * (g.decay ? wd : 0), beta1: b1, beta2: b2, stepSize, bc2Sqrt, eps: this.opts.eps });
       }
     });
   }

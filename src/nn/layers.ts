@@ -33,6 +33,10 @@ export class LayerNorm extends Module {
   forward(x: Tensor): Tensor {
     return F.layerNorm(x, [this.dim], this.weight, this.bias, this.eps);
   }
+  /** forward() for an output that feeds a Linear: under bf16 autocast it comes out bf16 (one pass instead of LayerNorm + cast). */
+  forwardToLinear(x: Tensor): Tensor {
+    return F.layerNormToLinear(x, this.weight, this.bias, this.eps);
+  }
 }
 
 /** BatchNorm over the feature dim of (N, C) inputs, with running statistics (VICReg expander). */
@@ -98,7 +102,7 @@ export class Mlp extends Module {
     this.fc2 = this.child('fc2', new Linear(hidden, dim, true, init));
   }
   forward(x: Tensor): Tensor {
-    return tidy(() => this.fc2.forward(this.fc1.forward(x).gelu()));
+    return tidy(() => this.fc2.forward(F.gelu(this.fc1.forward(x))));
   }
 }
 
@@ -120,7 +124,7 @@ export class Attention extends Module {
       const H = this.numHeads;
       const qkv = this.qkv.forward(x).reshape([B, N, 3, H, C / H]).permute([2, 0, 3, 1, 4]);
       const q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
-      const attn = F.softmax(q.matmul(k.transpose(-2, -1)).mul(this.scale), -1);
+      const attn = F.scaledSoftmax(q.matmul(k.transpose(-2, -1)), this.scale);  // softmax(q k^T * scale), one fused op
       const out = attn.matmul(v).transpose(1, 2).reshape([B, N, C]);
       return this.proj.forward(out);
     });
@@ -142,8 +146,8 @@ export class Block extends Module {
   }
   forward(x: Tensor): Tensor {
     return tidy(() => {
-      const h = x.add(this.attn.forward(this.norm1.forward(x)));
-      return h.add(this.mlp.forward(this.norm2.forward(h)));
+      const h = F.residualAdd(x, this.attn.forward(this.norm1.forwardToLinear(x)));  // fp32 stream + bf16 branch under autocast
+      return F.residualAdd(h, this.mlp.forward(this.norm2.forwardToLinear(h)));
     });
   }
 }

@@ -16,15 +16,47 @@ export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor 
   return new Tensor(native.layerNorm(handleOf(x, 'F.layerNorm', 'x'), normalizedShape, opt(weight, 'F.layerNorm', 'weight'), opt(bias, 'F.layerNorm', 'bias'), eps));
 }
 
+/**
+ * LayerNorm over the last dimension whose output goes into a Linear. Under bf16 autocast it returns the
+ * bf16 tensor that Linear would cast to anyway, in one pass (native/fused.cc); otherwise `layerNorm`.
+ */
+export function layerNormToLinear(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  return new Tensor(native.layerNormToLinear(handleOf(x, 'F.layerNormToLinear', 'x'), handleOf(weight, 'F.layerNormToLinear', 'weight'),
+    handleOf(bias, 'F.layerNormToLinear', 'bias'), eps));
+}
+
 export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null,
   o: { weight?: Tensor | null; bias?: Tensor | null; training?: boolean; momentum?: number; eps?: number } = {}): Tensor {
   return new Tensor(native.batchNorm(handleOf(x, 'F.batchNorm', 'x'), opt(o.weight, 'F.batchNorm', 'weight'), opt(o.bias, 'F.batchNorm', 'bias'), opt(runningMean, 'F.batchNorm', 'runningMean'), opt(runningVar, 'F.batchNorm', 'runningVar'),
     o.training ?? false, o.momentum ?? 0.1, o.eps ?? 1e-5));
 }
 
-export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor { return x.gelu(approximate); }
+/**
+ * GELU. The exact (erf) form runs cjepa's fused kernel (native/fused.cc: one pass forward, one pass
+ * backward, within 1e-6 of libtorch's in fp32); 'tanh' and other dtypes use libtorch's op.
+ */
+export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
+  if (approximate !== 'none') return x.gelu(approximate);
+  return new Tensor(native.fusedGelu(handleOf(x, 'F.gelu', 'x')));
+}
 export function relu(x: Tensor): Tensor { return x.relu(); }
 export function softmax(x: Tensor, dim: number): Tensor { return new Tensor(native.softmax(handleOf(x, 'F.softmax', 'x'), dim)); }
+/**
+ * softmax(scale * x) over the last dimension in one native pass, with its own one-pass backward
+ * (native/fused.cc; attention scores). fp32 within 1e-6 of softmax(x.mul(scale)); bf16 computed in fp32
+ * from the bf16 scores and rounded once (the stock path also rounds x * scale to bf16 first).
+ */
+export function scaledSoftmax(x: Tensor, scale: number): Tensor {
+  return new Tensor(native.scaledSoftmax(handleOf(x, 'F.scaledSoftmax', 'x'), scale));
+}
+/**
+ * x + y for a residual stream x and a branch y: when x is fp32 and y is bf16 (an autocast branch) one
+ * vectorised pass (native/fused.cc) instead of libtorch's mixed-dtype loop; otherwise `x.add(y)`. Exact
+ * either way (bf16 -> fp32 is exact, then one fp32 add).
+ */
+export function residualAdd(x: Tensor, y: Tensor): Tensor {
+  return new Tensor(native.residualAdd(handleOf(x, 'F.residualAdd', 'x'), handleOf(y, 'F.residualAdd', 'y')));
+}
 export function logSoftmax(x: Tensor, dim: number): Tensor { return new Tensor(native.logSoftmax(handleOf(x, 'F.logSoftmax', 'x'), dim)); }
 /** Uses libtorch's global generator (seed it with manualSeed). */
 export function dropout(x: Tensor, p: number, training: boolean): Tensor {
@@ -69,6 +101,16 @@ export function interpolate(x: Tensor, size: [number, number], mode: 'bilinear' 
 /** targets[i] <- targets[i] + w (sources[i] - targets[i]), without autograd. */
 export function foreachLerp_(targets: readonly Tensor[], sources: readonly Tensor[], weight: number): void {
   native.foreachLerp_(handles(targets, 'F.foreachLerp_', 'targets'), handles(sources, 'F.foreachLerp_', 'sources'), weight);
+}
+/** AdamW update of fp32 parameter lists in one pass per tensor (native/fused.cc): torch.optim.AdamW's arithmetic. */
+export function fusedAdamW_(params: readonly Tensor[], grads: readonly Tensor[], expAvg: readonly Tensor[], expAvgSq: readonly Tensor[],
+  o: { decay: number; beta1: number; beta2: number; stepSize: number; bc2Sqrt: number; eps: number }): void {
+  native.fusedAdamW_(handles(params, 'F.fusedAdamW_', 'params'), handles(grads, 'F.fusedAdamW_', 'grads'), handles(expAvg, 'F.fusedAdamW_', 'expAvg'),
+    handles(expAvgSq, 'F.fusedAdamW_', 'expAvgSq'), o.decay, o.beta1, o.beta2, o.stepSize, o.bc2Sqrt, o.eps);
+}
+/** targets[i] <- m targets[i] + (1 - m) sources[i], in one pass per tensor, without autograd. */
+export function fusedEma_(targets: readonly Tensor[], sources: readonly Tensor[], momentum: number): void {
+  native.fusedEma_(handles(targets, 'F.fusedEma_', 'targets'), handles(sources, 'F.fusedEma_', 'sources'), momentum);
 }
 /** Global L2 norm of a list of tensors (as a JS number). */
 export function foreachNorm(ts: readonly Tensor[]): number {

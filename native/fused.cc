@@ -1,0 +1,539 @@
+// Fused CPU kernels for the training step, each a single pass over memory where ATen makes several:
+// exact-erf GELU with its own backward (one exp per element for both erf and the density), softmax of
+// scaled attention scores with its own backward, the AdamW
+// update and the EMA update over whole parameter lists, plus an FMA microkernel for `cjepa bench`'s
+// peak. Kernels are plain loops compiled for AVX-512 / AVX2 / baseline (GCC target_clones picks one at
+// load time: x86-64-v4 = AVX-512, v3 = AVX2+FMA); anything other than contiguous fp32 / bf16 CPU tensors goes to the stock ATen op.
+#include "common.h"
+#include <torch/csrc/autograd/custom_function.h>
+#include <ATen/autocast_mode.h>
+#include <array>
+#include <ATen/Parallel.h>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <cstdlib>
+#include <type_traits>
+#include <vector>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+namespace cj {
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)  // target_clones needs ifunc
+#define CJ_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#pragma GCC optimize("O3")  // the vectoriser at full strength for the kernels below (after the includes)
+#else
+#define CJ_KERNEL
+#endif
+
+// ---------------------------------------------------------------- math, written to vectorise
+
+// Cephes expf on x <= 0 (the only use here), relative error ~1e-7; clamped so 2^n stays normal.
+__attribute__((always_inline)) static inline float ExpNeg(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = ((int32_t)n + 127) << 23;
+  return p * __builtin_bit_cast(float, bits);
+}
+
+// Phi(x) (normal CDF via erf, Abramowitz-Stegun 7.1.26, |error| < 1.5e-7 as ATen's AVX2 erf) and
+// e = exp(-x^2/2), which the derivative reuses.
+__attribute__((always_inline)) static inline float Phi(float x, float& e) {
+  float z = __builtin_fabsf(x) * 0.70710678118654752f;
+  float t = 1.0f / (1.0f + 0.3275911f * z);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  e = ExpNeg(-z * z);
+  float erfAbs = 1.0f - p * t * e;
+  return 0.5f + 0.5f * __builtin_copysignf(erfAbs, x);
+}
+
+__attribute__((always_inline)) static inline float Bf16ToF(uint16_t b) { return __builtin_bit_cast(float, (uint32_t)b << 16); }
+// round to nearest even, NaN kept quiet (c10::BFloat16's rounding)
+__attribute__((always_inline)) static inline uint16_t FToBf16(float f) {
+  uint32_t u = __builtin_bit_cast(uint32_t, f);
+  uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  return f != f ? (uint16_t)0x7FC0 : (uint16_t)r;
+}
+
+CJ_KERNEL static void GeluFwdF32(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float e;
+    y[i] = x[i] * Phi(x[i], e);
+  }
+}
+CJ_KERNEL static void GeluBwdF32(const float* g, const float* x, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float e;
+    float cdf = Phi(x[i], e);
+    dx[i] = g[i] * (cdf + x[i] * e * 0.39894228040143268f);  // Phi(x) + x phi(x)
+  }
+}
+CJ_KERNEL static void GeluFwdBf16(const uint16_t* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float e, v = Bf16ToF(x[i]);
+    y[i] = FToBf16(v * Phi(v, e));
+  }
+}
+CJ_KERNEL static void GeluBwdBf16(const uint16_t* g, const uint16_t* x, uint16_t* dx, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float e, v = Bf16ToF(x[i]);
+    float cdf = Phi(v, e);
+    dx[i] = FToBf16(Bf16ToF(g[i]) * (cdf + v * e * 0.39894228040143268f));
+  }
+}
+
+// Row softmax of scale * x over the last dimension (rows of length L): the max, exp and sum in fp32
+// (16 running lanes, so the reductions vectorise), stored in the row's dtype. x and y may be bf16.
+template <typename In>
+__attribute__((always_inline)) static inline float LoadF(const In* p, int64_t j) {
+  if constexpr (std::is_same<In, float>::value) return p[j];
+  else return Bf16ToF(p[j]);
+}
+template <typename In>
+__attribute__((always_inline)) static inline void StoreF(In* p, int64_t j, float v) {
+  if constexpr (std::is_same<In, float>::value) p[j] = v;
+  else p[j] = FToBf16(v);
+}
+
+// The row goes through a float buffer padded to 16 lanes (scores -inf, gradients 0), so every loop runs
+// whole 16-lane chunks: no scalar tail of exps on short rows (34 or 20 tokens).
+template <typename In>
+__attribute__((always_inline)) static inline void SoftmaxRow(const In* x, In* y, float* buf, int64_t L, float scale) {
+  const int64_t Lp = (L + 15) / 16 * 16;
+  for (int64_t j = 0; j < L; j++) buf[j] = LoadF(x, j);
+  for (int64_t j = L; j < Lp; j++) buf[j] = -__builtin_inff();
+  float m16[16];
+  for (int k = 0; k < 16; k++) m16[k] = -__builtin_inff();
+  for (int64_t j = 0; j < Lp; j += 16)
+    for (int k = 0; k < 16; k++) m16[k] = buf[j + k] > m16[k] ? buf[j + k] : m16[k];
+  float mx = m16[0];
+  for (int k = 1; k < 16; k++) mx = m16[k] > mx ? m16[k] : mx;
+  float s16[16] = {0};
+  for (int64_t j = 0; j < Lp; j += 16)
+    for (int k = 0; k < 16; k++) {
+      float v = ExpNeg(scale * (buf[j + k] - mx));  // padding: exp(-87) ~ 1e-38, nothing next to sum >= 1
+      buf[j + k] = v;
+      s16[k] += v;
+    }
+  float sum = 0;
+  for (int k = 0; k < 16; k++) sum += s16[k];
+  float inv = 1.0f / sum;
+  for (int64_t j = 0; j < L; j++) StoreF(y, j, buf[j] * inv);
+}
+// dx = scale * y * (g - sum_j g_j y_j), row by row.
+template <typename In>
+__attribute__((always_inline)) static inline void SoftmaxBwdRow(const In* g, const In* y, In* dx, float* buf, int64_t L, float scale) {
+  const int64_t Lp = (L + 15) / 16 * 16;
+  float* gb = buf;
+  float* yb = buf + Lp;
+  for (int64_t j = 0; j < L; j++) { gb[j] = LoadF(g, j); yb[j] = LoadF(y, j); }
+  for (int64_t j = L; j < Lp; j++) { gb[j] = 0; yb[j] = 0; }
+  float d16[16] = {0};
+  for (int64_t j = 0; j < Lp; j += 16)
+    for (int k = 0; k < 16; k++) d16[k] += gb[j + k] * yb[j + k];
+  float dot = 0;
+  for (int k = 0; k < 16; k++) dot += d16[k];
+  for (int64_t j = 0; j < L; j++) StoreF(dx, j, scale * yb[j] * (gb[j] - dot));
+}
+
+CJ_KERNEL static void SoftmaxRowsF32(const float* x, float* y, int64_t rows, int64_t L, float scale) {
+  std::vector<float> buf((L + 15) / 16 * 16);
+  for (int64_t r = 0; r < rows; r++) SoftmaxRow(x + r * L, y + r * L, buf.data(), L, scale);
+}
+CJ_KERNEL static void SoftmaxRowsBf16(const uint16_t* x, uint16_t* y, int64_t rows, int64_t L, float scale) {
+  std::vector<float> buf((L + 15) / 16 * 16);
+  for (int64_t r = 0; r < rows; r++) SoftmaxRow(x + r * L, y + r * L, buf.data(), L, scale);
+}
+CJ_KERNEL static void SoftmaxBwdRowsF32(const float* g, const float* y, float* dx, int64_t rows, int64_t L, float scale) {
+  std::vector<float> buf(2 * ((L + 15) / 16 * 16));
+  for (int64_t r = 0; r < rows; r++) SoftmaxBwdRow(g + r * L, y + r * L, dx + r * L, buf.data(), L, scale);
+}
+CJ_KERNEL static void SoftmaxBwdRowsBf16(const uint16_t* g, const uint16_t* y, uint16_t* dx, int64_t rows, int64_t L, float scale) {
+  std::vector<float> buf(2 * ((L + 15) / 16 * 16));
+  for (int64_t r = 0; r < rows; r++) SoftmaxBwdRow(g + r * L, y + r * L, dx + r * L, buf.data(), L, scale);
+}
+
+// out = a + float(b), a fp32, b bf16 (the residual stream plus an autocast branch): one vectorised pass
+// where ATen's mixed-dtype add takes its scalar dynamic-cast loop.
+CJ_KERNEL static void AddF32Bf16(const float* a, const uint16_t* b, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = a[i] + Bf16ToF(b[i]);
+}
+
+// LayerNorm of fp32 rows written straight to bf16, with the row mean and 1/std for the backward:
+// what autocast does in two passes (fp32 LayerNorm, then the next Linear's cast) in one.
+CJ_KERNEL static void LayerNormRowsToBf16(const float* x, const float* w, const float* b, uint16_t* y, float* mean, float* rstd,
+                                          int64_t rows, int64_t D, float eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * D;
+    uint16_t* yr = y + r * D;
+    float s16[16] = {0};
+    int64_t j = 0;
+    for (; j + 16 <= D; j += 16)
+      for (int k = 0; k < 16; k++) s16[k] += xr[j + k];
+    float sum = 0;
+    for (int k = 0; k < 16; k++) sum += s16[k];
+    for (; j < D; j++) sum += xr[j];
+    const float mu = sum / (float)D;
+    float q16[16] = {0};
+    for (j = 0; j + 16 <= D; j += 16)
+      for (int k = 0; k < 16; k++) { float d = xr[j + k] - mu; q16[k] += d * d; }
+    float q = 0;
+    for (int k = 0; k < 16; k++) q += q16[k];
+    for (; j < D; j++) { float d = xr[j] - mu; q += d * d; }
+    const float rs = 1.0f / __builtin_sqrtf(q / (float)D + eps);
+    for (j = 0; j < D; j++) yr[j] = FToBf16((xr[j] - mu) * rs * w[j] + b[j]);
+    mean[r] = mu;
+    rstd[r] = rs;
+  }
+}
+
+// The optimiser kernels round where ATen's stock ops round (so a step matches torch.optim.AdamW's
+// single-tensor path to the last bit): no contraction except where ATen itself uses an FMA (add with alpha).
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+
+// p *= decay; m = b1 m + c1 g; v = b2 v + c2 g^2; p += -stepSize * m / (sqrt(v) / bc2Sqrt + eps).
+CJ_KERNEL static void AdamWF32(float* p, const float* g, float* m, float* v, int64_t n, float decay, float b1, float c1, float b2,
+                               float c2, float negStep, float bc2Sqrt, float eps) {
+  for (int64_t i = 0; i < n; i++) {
+    float gi = g[i];
+    float mi = __builtin_fmaf(gi, c1, m[i] * b1);  // m.mul_(b1).add_(g, alpha=c1): ATen's add is an fmadd
+    float vi = v[i] * b2 + c2 * gi * gi;           // v.mul_(b2).addcmul_(g, g, value=c2)
+    m[i] = mi;
+    v[i] = vi;
+    float denom = __builtin_sqrtf(vi) / bc2Sqrt + eps;
+    float pi = p[i] * decay;
+    p[i] = pi + negStep * mi / denom;              // p.addcdiv_(m, denom, value=-stepSize): ATen forms (value * m) / denom
+  }
+}
+// EMA as `t.mul_(m).add_(s, alpha=1 - m)`.
+CJ_KERNEL static void EmaF32(float* t, const float* o, int64_t n, float mom, float w) {
+  for (int64_t i = 0; i < n; i++) t[i] = __builtin_fmaf(o[i], w, t[i] * mom);
+}
+#pragma GCC pop_options
+
+static constexpr int64_t kGrain = 16384;
+
+static bool Fusable(const at::Tensor& t) {
+  return t.device().is_cpu() && t.layout() == at::kStrided && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16);
+}
+
+at::Tensor FusedGeluForward(const at::Tensor& x0) {
+  if (!Fusable(x0)) return at::gelu(x0);
+  at::Tensor x = x0.contiguous();
+  at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
+  int64_t n = x.numel();
+  if (x.scalar_type() == at::kFloat) {
+    const float* xp = x.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { GeluFwdF32(xp + b, yp + b, e - b); });
+  } else {
+    auto* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
+    auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
+    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { GeluFwdBf16(xp + b, yp + b, e - b); });
+  }
+  return y;
+}
+
+at::Tensor FusedGeluBackward(const at::Tensor& g0, const at::Tensor& x0) {
+  if (!Fusable(x0) || g0.scalar_type() != x0.scalar_type() || g0.sizes() != x0.sizes()) return at::gelu_backward(g0, x0);
+  at::Tensor x = x0.contiguous(), g = g0.contiguous();
+  at::Tensor dx = at::empty_like(x, at::MemoryFormat::Contiguous);
+  int64_t n = x.numel();
+  if (x.scalar_type() == at::kFloat) {
+    const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>();
+    float* dp = dx.data_ptr<float>();
+    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { GeluBwdF32(gp + b, xp + b, dp + b, e - b); });
+  } else {
+    auto* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
+    auto* gp = reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>());
+    auto* dp = reinterpret_cast<uint16_t*>(dx.data_ptr<at::BFloat16>());
+    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { GeluBwdBf16(gp + b, xp + b, dp + b, e - b); });
+  }
+  return dx;
+}
+
+// GELU as an autograd node of its own (once differentiable: the backward is a raw kernel).
+struct GeluFn : public torch::autograd::Function<GeluFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
+    ctx->save_for_backward({x});
+    return FusedGeluForward(x);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    auto saved = ctx->get_saved_variables();
+    return {FusedGeluBackward(go[0], saved[0])};
+  }
+};
+
+// softmax(scale * x, -1) in one pass forward and one backward (the attention scores' `* scale` and
+// softmax fused); other dtypes, devices and empty rows use the stock ops.
+at::Tensor ScaledSoftmaxForward(const at::Tensor& x0, double scale) {
+  if (!Fusable(x0) || x0.dim() == 0 || x0.size(-1) == 0 || x0.numel() == 0) return at::softmax(x0.mul(scale), -1);
+  at::Tensor x = x0.contiguous();
+  at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
+  int64_t L = x.size(-1), rows = x.numel() / L, grain = std::max<int64_t>(1, kGrain / L);
+  if (x.scalar_type() == at::kFloat) {
+    const float* xp = x.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, rows, grain, [&](int64_t b, int64_t e) { SoftmaxRowsF32(xp + b * L, yp + b * L, e - b, L, (float)scale); });
+  } else {
+    auto* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
+    auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
+    at::parallel_for(0, rows, grain, [&](int64_t b, int64_t e) { SoftmaxRowsBf16(xp + b * L, yp + b * L, e - b, L, (float)scale); });
+  }
+  return y;
+}
+
+at::Tensor ScaledSoftmaxBackward(const at::Tensor& g0, const at::Tensor& y, double scale) {
+  if (!Fusable(y) || g0.scalar_type() != y.scalar_type() || g0.sizes() != y.sizes() || y.numel() == 0)
+    return at::_softmax_backward_data(g0.to(y.scalar_type()), y, -1, y.scalar_type()).mul(scale);
+  at::Tensor g = g0.contiguous();
+  at::Tensor dx = at::empty_like(y, at::MemoryFormat::Contiguous);
+  int64_t L = y.size(-1), rows = y.numel() / L, grain = std::max<int64_t>(1, kGrain / L);
+  if (y.scalar_type() == at::kFloat) {
+    const float *gp = g.data_ptr<float>(), *yp = y.data_ptr<float>();
+    float* dp = dx.data_ptr<float>();
+    at::parallel_for(0, rows, grain, [&](int64_t b, int64_t e) { SoftmaxBwdRowsF32(gp + b * L, yp + b * L, dp + b * L, e - b, L, (float)scale); });
+  } else {
+    auto* gp = reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>());
+    auto* yp = reinterpret_cast<const uint16_t*>(y.data_ptr<at::BFloat16>());
+    auto* dp = reinterpret_cast<uint16_t*>(dx.data_ptr<at::BFloat16>());
+    at::parallel_for(0, rows, grain, [&](int64_t b, int64_t e) { SoftmaxBwdRowsBf16(gp + b * L, yp + b * L, dp + b * L, e - b, L, (float)scale); });
+  }
+  return dx;
+}
+
+struct ScaledSoftmaxFn : public torch::autograd::Function<ScaledSoftmaxFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, double scale) {
+    at::Tensor y = ScaledSoftmaxForward(x, scale);
+    ctx->save_for_backward({y});
+    ctx->saved_data["scale"] = scale;
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    auto y = ctx->get_saved_variables()[0];
+    return {ScaledSoftmaxBackward(go[0], y, ctx->saved_data["scale"].toDouble()), at::Tensor()};
+  }
+};
+
+// a + b for a residual stream `a` (fp32) and a branch `b` that autocast left in bf16; the sum is fp32
+// as ATen's type promotion makes it. Backward: the gradient as is for a, cast to bf16 for b.
+struct ResidualAddFn : public torch::autograd::Function<ResidualAddFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a0, const at::Tensor& b0) {
+    at::Tensor a = a0.contiguous(), b = b0.contiguous();
+    at::Tensor out = at::empty_like(a, at::MemoryFormat::Contiguous);
+    const float* ap = a.data_ptr<float>();
+    auto* bp = reinterpret_cast<const uint16_t*>(b.data_ptr<at::BFloat16>());
+    float* op = out.data_ptr<float>();
+    at::parallel_for(0, a.numel(), kGrain, [&](int64_t s, int64_t e) { AddF32Bf16(ap + s, bp + s, op + s, e - s); });
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    return {go[0], go[0].to(at::kBFloat16)};
+  }
+};
+
+static at::Tensor ResidualAdd(const at::Tensor& a, const at::Tensor& b) {
+  bool fast = a.device().is_cpu() && b.device().is_cpu() && a.layout() == at::kStrided && b.layout() == at::kStrided &&
+              a.scalar_type() == at::kFloat && b.scalar_type() == at::kBFloat16 && a.sizes() == b.sizes();
+  return fast ? ResidualAddFn::apply(a, b) : at::add(a, b);
+}
+
+// LayerNorm over the last dimension for a LayerNorm that feeds a Linear. Under CPU bf16 autocast (fp32
+// input, weight and bias) the output is the bf16 tensor the Linear would have cast to, made in one pass;
+// the backward is ATen's, on the gradient cast back to fp32 (as autocast's cast node does). Otherwise
+// the stock at::layer_norm.
+struct LayerNormToBf16Fn : public torch::autograd::Function<LayerNormToBf16Fn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x0, const at::Tensor& w, const at::Tensor& b, double eps) {
+    at::Tensor x = x0.contiguous();
+    int64_t D = x.size(-1), rows = x.numel() / D;
+    auto statShape = x.sizes().vec();
+    statShape.back() = 1;
+    at::Tensor y = at::empty(x.sizes(), x.options().dtype(at::kBFloat16));
+    at::Tensor mean = at::empty(statShape, x.options()), rstd = at::empty(statShape, x.options());
+    at::Tensor wc = w.contiguous(), bc = b.contiguous();
+    const float *xp = x.data_ptr<float>(), *wp = wc.data_ptr<float>(), *bp = bc.data_ptr<float>();
+    float *mp = mean.data_ptr<float>(), *rp = rstd.data_ptr<float>();
+    auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
+    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / D), [&](int64_t s, int64_t e) {
+      LayerNormRowsToBf16(xp + s * D, wp, bp, yp + s * D, mp + s, rp + s, e - s, D, (float)eps);
+    });
+    ctx->save_for_backward({x, w, b, mean, rstd});
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    auto v = ctx->get_saved_variables();
+    const at::Tensor &x = v[0], &w = v[1], &b = v[2];
+    std::array<bool, 3> mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)};
+    auto r = at::native_layer_norm_backward(go[0].to(at::kFloat), x, {x.size(-1)}, v[3], v[4], w, b, mask);
+    return {std::get<0>(r), std::get<1>(r), std::get<2>(r), at::Tensor()};
+  }
+};
+
+static at::Tensor LayerNormToLinear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
+  bool fast = at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16 && x.device().is_cpu() &&
+              x.layout() == at::kStrided && x.scalar_type() == at::kFloat && x.dim() >= 1 && x.numel() > 0 && w.defined() && b.defined() &&
+              w.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && w.dim() == 1 && b.dim() == 1 && w.size(0) == x.size(-1) &&
+              b.size(0) == x.size(-1);
+  if (!fast) return at::layer_norm(x, {x.size(-1)}, w, b, eps);
+  return LayerNormToBf16Fn::apply(x, w, b, eps);  // only raw kernels inside: nothing for autocast to recast
+}
+
+static bool Flat32(const at::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() && t.layout() == at::kStrided;
+}
+
+// Peak fp32 FMA rate of one core: 12 independent accumulator chains (enough to cover FMA latency on
+// two ports), `iters` rounds; the result keeps the compiler from dropping the work. V is a GCC vector
+// type, lowered to the widest registers the target attribute allows.
+template <typename V>
+__attribute__((always_inline)) static inline float FmaLoop(int64_t iters) {
+  V a[12], x = (V){} + 1.0000001f, y = (V){} + 0.9999999f;
+  for (int k = 0; k < 12; k++) a[k] = (V){} + (float)k;
+  for (int64_t i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+    for (int k = 0; k < 12; k++) a[k] = a[k] * x + y;
+  }
+  float s = 0;
+  for (int k = 0; k < 12; k++) s += a[k][0];
+  return s;
+}
+typedef float V16 __attribute__((vector_size(64)));
+typedef float V8 __attribute__((vector_size(32)));
+typedef float V4 __attribute__((vector_size(16)));
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f,fma"))) static float FmaLoop512(int64_t iters) { return FmaLoop<V16>(iters); }
+__attribute__((target("avx2,fma"))) static float FmaLoop256(int64_t iters) { return FmaLoop<V8>(iters); }
+#endif
+static float FmaLoop128(int64_t iters) { return FmaLoop<V4>(iters); }  // baseline SIMD (SSE2, NEON)
+
+// fmaPeak(seconds) -> { gflops, threads, isa }: every intra-op thread runs the FMA loop at once.
+static Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
+  double seconds = D(info, 0);
+  int isa = 128;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx512f")) isa = 512;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = 256;
+#endif
+  auto loop = [isa](int64_t iters) -> float {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == 512) return FmaLoop512(iters);
+    if (isa == 256) return FmaLoop256(iters);
+#endif
+    return FmaLoop128(iters);
+  };
+  int lanes = isa / 32;
+  int nt = at::get_num_threads();
+  auto run = [&](int64_t iters) {
+    std::atomic<int64_t> sink{0};
+    auto t0 = std::chrono::steady_clock::now();
+    at::parallel_for(0, nt, 1, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; k++) sink += (int64_t)loop(iters);
+    });
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  int64_t iters = 1 << 16;
+  double t = run(iters);
+  while (t < seconds / 4 && iters < (int64_t(1) << 40)) t = run(iters *= 4);
+  double best = 0;
+  for (int r = 0; r < 3; r++) {  // best of 3: the machine is shared
+    double tr = run(iters);
+    best = std::max(best, (double)nt * iters * 12 * lanes * 2 / tr / 1e9);
+  }
+  auto out = Napi::Object::New(info.Env());
+  out.Set("gflops", best);
+  out.Set("threads", nt);
+  out.Set("isa", isa == 512 ? "avx512" : isa == 256 ? "avx2" : "128-bit SIMD");
+  return out;
+}
+
+// glibc malloc serves the step's large temporaries (activations of several MB) with fresh mmaps, or
+// trims them off the heap top as soon as they are freed, so every step page-faults them in again
+// (a mixed fp32 + bf16 add of 128x64x192: 3.3 ms instead of 1.0). Keeping freed memory up to 32 MiB
+// blocks in the heap removes that; the peak RSS is unchanged. Off with CJEPA_MALLOC_TUNE=0, and left
+// alone when the user tunes malloc through the environment.
+static bool TuneMalloc() {
+#if defined(__GLIBC__)
+  const char* off = std::getenv("CJEPA_MALLOC_TUNE");
+  if ((off && std::string(off) == "0") || std::getenv("GLIBC_TUNABLES") || std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_")) return false;
+  return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+#else
+  return false;
+#endif
+}
+
+#define FN [](const Napi::CallbackInfo& info) -> Napi::Value
+
+void RegisterFused(Napi::Env env, Napi::Object exports) {
+  exports.Set("mallocTuned", Napi::Boolean::New(env, TuneMalloc()));
+  Def(env, exports, "fusedGelu", FN { return Wrap(info.Env(), GeluFn::apply(T(info, 0))); });
+  Def(env, exports, "scaledSoftmax", FN { return Wrap(info.Env(), ScaledSoftmaxFn::apply(T(info, 0), D(info, 1))); });
+  Def(env, exports, "residualAdd", FN { return Wrap(info.Env(), ResidualAdd(T(info, 0), T(info, 1))); });
+  Def(env, exports, "layerNormToLinear", FN { return Wrap(info.Env(), LayerNormToLinear(T(info, 0), T(info, 1), T(info, 2), D(info, 3))); });
+  Def(env, exports, "fusedGeluBackward", FN { return Wrap(info.Env(), FusedGeluBackward(T(info, 0), T(info, 1))); });
+
+  // adamw_(params, grads, expAvg, expAvgSq, decay, b1, b2, stepSize, bc2Sqrt, eps): in place, no autograd.
+  Def(env, exports, "fusedAdamW_", FN {
+    auto ps = TL(info, 0), gs = TL(info, 1), ms = TL(info, 2), vs = TL(info, 3);
+    TORCH_CHECK(gs.size() == ps.size() && ms.size() == ps.size() && vs.size() == ps.size(), "fusedAdamW_: list lengths differ");
+    // scalars rounded to float as ATen rounds a Python number (1 - b1 etc. formed in double first)
+    double decayD = D(info, 4), b1D = D(info, 5), b2D = D(info, 6), stepSize = D(info, 7), bc2Sqrt = D(info, 8), eps = D(info, 9);
+    float decay = (float)decayD, b1 = (float)b1D, c1 = (float)(1 - b1D), b2 = (float)b2D, c2 = (float)(1 - b2D);
+    at::NoGradGuard ng;
+    for (size_t i = 0; i < ps.size(); i++) {
+      auto &p = ps[i], &g = gs[i], &m = ms[i], &v = vs[i];
+      TORCH_CHECK(g.sizes() == p.sizes() && m.sizes() == p.sizes() && v.sizes() == p.sizes(), "fusedAdamW_: shapes differ at ", i);
+      if (Flat32(p) && Flat32(g) && Flat32(m) && Flat32(v)) {
+        float *pp = p.data_ptr<float>(), *mp = m.data_ptr<float>(), *vp = v.data_ptr<float>();
+        const float* gp = g.data_ptr<float>();
+        at::parallel_for(0, p.numel(), kGrain, [&](int64_t b, int64_t e) {
+          AdamWF32(pp + b, gp + b, mp + b, vp + b, e - b, decay, b1, c1, b2, c2, (float)-stepSize, (float)bc2Sqrt, (float)eps);
+        });
+      } else {  // the stock op sequence (other dtypes, devices, layouts)
+        p.mul_(decayD);
+        m.mul_(b1D).add_(g, 1 - b1D);
+        v.mul_(b2D).addcmul_(g, g, 1 - b2D);
+        p.addcdiv_(m, v.sqrt().div_(bc2Sqrt).add_(eps), -stepSize);
+      }
+    }
+    return info.Env().Undefined();
+  });
+
+  // ema_(targets, sources, momentum): t <- m t + (1 - m) s, in place, no autograd.
+  Def(env, exports, "fusedEma_", FN {
+    auto ts = TL(info, 0), ss = TL(info, 1);
+    TORCH_CHECK(ts.size() == ss.size(), "fusedEma_: ", ts.size(), " targets vs ", ss.size(), " sources");
+    double mom = D(info, 2);
+    at::NoGradGuard ng;
+    for (size_t i = 0; i < ts.size(); i++) {
+      auto &t = ts[i], &s = ss[i];
+      TORCH_CHECK(t.sizes() == s.sizes(), "fusedEma_: shapes differ at ", i, ": ", t.sizes(), " vs ", s.sizes());
+      if (Flat32(t) && Flat32(s)) {
+        float* tp = t.data_ptr<float>();
+        const float* sp = s.data_ptr<float>();
+        at::parallel_for(0, t.numel(), kGrain, [&](int64_t b, int64_t e) { EmaF32(tp + b, sp + b, e - b, (float)mom, (float)(1 - mom)); });
+      } else {
+        t.mul_(mom).add_(s, 1 - mom);
+      }
+    }
+    return info.Env().Undefined();
+  });
+
+  Def(env, exports, "fmaPeak", FmaPeak);
+}
+
+}  // namespace cj

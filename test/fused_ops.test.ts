@@ -1,0 +1,167 @@
+// The fused kernels of native/fused.cc against the stock libtorch ops and PyTorch: GELU and scaled
+// softmax forward and backward (fp32 within 1e-6 absolute, bf16 within one bf16 rounding step), AdamW and EMA over
+// parameter lists (within 2^-22 relative, one float rounding, of the op sequence they replace: ATen's scalar tail loop
+// contracts v + c g g into an FMA where its vector body does not). Numeric only, no timing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../src/tensor/index.js';
+import { F } from '../src/tensor/index.js';
+import { runTorch, maxAbsDiff } from './util/pytorch.js';
+
+const gen = () => new T.Generator(7);
+// a wide range (tails where erf saturates, the region around 0) and a size that is not a multiple of the vector width
+const input = (dtype: 'float32' | 'bfloat16') => T.randn([37, 129], { generator: gen() }).mul(4).to(dtype);
+
+/** GELU value and input gradient for upstream gradient g, by `fn`. */
+function geluAndGrad(fn: (x: T.Tensor) => T.Tensor, x0: T.Tensor, g: T.Tensor): [T.Tensor, T.Tensor] {
+  const x = x0.detach().requiresGrad_(true);
+  const y = fn(x);
+  y.backward(g);
+  return [y.detach(), x.grad!];
+}
+
+test('fused GELU (fp32): forward and backward within 1e-6 of libtorch gelu and of PyTorch nn.GELU()', () => {
+  const x = input('float32');
+  const g = T.randn([37, 129], { generator: new T.Generator(8) });
+  const [y, dx] = geluAndGrad((t) => F.gelu(t), x, g);
+  const [ys, dxs] = geluAndGrad((t) => t.gelu(), x, g);
+  assert.ok(maxAbsDiff(y, ys) < 1e-6, `forward ${maxAbsDiff(y, ys)}`);
+  assert.ok(maxAbsDiff(dx, dxs) < 2e-6, `backward ${maxAbsDiff(dx, dxs)}`);  // |g| up to ~4
+  const ref = runTorch([
+    'x = inp["x"].clone().requires_grad_(True)',
+    'y = torch.nn.GELU()(x)',
+    'y.backward(inp["g"])',
+    'out["y"] = y.detach(); out["dx"] = x.grad',
+  ].join('\n'), { x, g });
+  assert.ok(maxAbsDiff(y, ref['y']!) < 1e-6, `forward vs PyTorch ${maxAbsDiff(y, ref['y']!)}`);
+  assert.ok(maxAbsDiff(dx, ref['dx']!) < 2e-6, `backward vs PyTorch ${maxAbsDiff(dx, ref['dx']!)}`);
+});
+
+test('fused GELU (bf16): forward and backward within one bf16 rounding of libtorch gelu, dtype kept', () => {
+  const x = input('bfloat16');
+  const g = T.randn([37, 129], { generator: new T.Generator(8) }).to('bfloat16');
+  const [y, dx] = geluAndGrad((t) => F.gelu(t), x, g);
+  const [ys, dxs] = geluAndGrad((t) => t.gelu(), x, g);
+  assert.equal(y.dtype, 'bfloat16');
+  assert.equal(dx.dtype, 'bfloat16');
+  // both compute in fp32 and round once to bf16: they differ by at most one bf16 step (2^-8 relative)
+  const relStep = (a: T.Tensor, b: T.Tensor) => T.tidy(() => a.float().sub(b.float()).abs().div(b.float().abs().add(1e-3)).max().item());
+  assert.ok(relStep(y, ys) <= 2 ** -8 + 1e-6, `forward ${relStep(y, ys)}`);
+  assert.ok(relStep(dx, dxs) <= 2 ** -8 + 1e-6, `backward ${relStep(dx, dxs)}`);
+});
+
+test('fused GELU: non-contiguous input, empty input, other dtypes fall back to libtorch', () => {
+  const x = input('float32');
+  assert.ok(maxAbsDiff(F.gelu(x.t()), x.t().gelu()) < 1e-6);
+  assert.deepEqual(F.gelu(T.zeros([0, 3])).shape, [0, 3]);
+  const d = x.to('float64');
+  assert.equal(maxAbsDiff(F.gelu(d), d.gelu()), 0);
+  assert.equal(F.gelu(x, 'tanh').sub(x.gelu('tanh')).abs().max().item(), 0);
+});
+
+test('scaled softmax (fp32): forward and backward within 1e-6 of softmax(x * scale) and of PyTorch, odd row lengths', () => {
+  for (const L of [64, 34, 20, 7, 1]) {
+    const x = T.randn([3, 5, L], { generator: gen() }).mul(6);
+    const g = T.randn([3, 5, L], { generator: new T.Generator(9) });
+    const [y, dx] = geluAndGrad((t) => F.scaledSoftmax(t, 0.125), x, g);
+    const [ys, dxs] = geluAndGrad((t) => F.softmax(t.mul(0.125), -1), x, g);
+    assert.ok(maxAbsDiff(y, ys) < 1e-6, `L ${L} forward ${maxAbsDiff(y, ys)}`);
+    assert.ok(maxAbsDiff(dx, dxs) < 1e-6, `L ${L} backward ${maxAbsDiff(dx, dxs)}`);
+    if (L === 34) {
+      const ref = runTorch('x = inp["x"].clone().requires_grad_(True)\ny = ((x * 0.125).softmax(dim=-1))\ny.backward(inp["g"])\nout["y"] = y.detach(); out["dx"] = x.grad', { x, g });
+      assert.ok(maxAbsDiff(y, ref['y']!) < 1e-6 && maxAbsDiff(dx, ref['dx']!) < 1e-6, 'vs PyTorch');
+    }
+  }
+});
+
+test('scaled softmax (bf16): within one bf16 rounding of the fp32 softmax of the same bf16 scores, dtype kept', () => {
+  const x = T.randn([4, 6, 34], { generator: gen() }).mul(6).to('bfloat16');
+  const g = T.randn([4, 6, 34], { generator: new T.Generator(9) }).to('bfloat16');
+  const [y, dx] = geluAndGrad((t) => F.scaledSoftmax(t, 0.125), x, g);
+  assert.equal(y.dtype, 'bfloat16');
+  assert.equal(dx.dtype, 'bfloat16');
+  // reference: the same bf16 inputs, computed in fp32 (the stock bf16 path rounds x * scale to bf16 first, so it is further off)
+  const [yr, dxr] = geluAndGrad((t) => F.softmax(t.mul(0.125), -1), x.float(), g.float());
+  const rel = (a: T.Tensor, b: T.Tensor, floor: number) => T.tidy(() => a.float().sub(b).abs().div(b.abs().add(floor)).max().item());
+  assert.ok(rel(y, yr, 1e-6) <= 2 ** -8 + 1e-6, `forward ${rel(y, yr, 1e-6)}`);
+  // dx = scale y (g - <g, y>): g and y enter as bf16, so allow a few bf16 roundings against the largest term
+  const scaleDx = dxr.abs().max().item();
+  assert.ok(maxAbsDiff(dx.float(), dxr) <= 3 * 2 ** -8 * scaleDx, `backward ${maxAbsDiff(dx.float(), dxr)} vs max ${scaleDx}`);
+});
+
+test('residual add (fp32 stream + bf16 branch): exact against libtorch add, gradients as libtorch gives them', () => {
+  const x = T.randn([3, 5, 7], { generator: gen() });
+  const y = T.randn([3, 5, 7], { generator: new T.Generator(9) }).to('bfloat16');
+  const g = T.randn([3, 5, 7], { generator: new T.Generator(10) });
+  const run = (fn: (a: T.Tensor, b: T.Tensor) => T.Tensor) => {
+    const a = x.detach().requiresGrad_(true), b = y.detach().requiresGrad_(true);
+    const out = fn(a, b);
+    out.backward(g);
+    return [out.detach(), a.grad!, b.grad!] as const;
+  };
+  const [o1, ga1, gb1] = run((a, b) => F.residualAdd(a, b));
+  const [o2, ga2, gb2] = run((a, b) => a.add(b));
+  assert.equal(o1.dtype, 'float32');
+  assert.equal(gb1.dtype, 'bfloat16');
+  assert.equal(maxAbsDiff(o1, o2), 0);
+  assert.equal(maxAbsDiff(ga1, ga2), 0);
+  assert.equal(maxAbsDiff(gb1, gb2), 0);
+  assert.equal(maxAbsDiff(F.residualAdd(x, x), x.add(x)), 0);  // same dtypes: the stock add
+});
+
+test('LayerNorm into a Linear: bf16 out under autocast within one bf16 rounding of LayerNorm + cast, same gradients; stock outside autocast', () => {
+  const x = T.randn([6, 10, 192], { generator: gen() }).mul(2).add(0.5);
+  const w = T.randn([192], { generator: new T.Generator(11) }).mul(0.1).add(1), b = T.randn([192], { generator: new T.Generator(12) }).mul(0.1);
+  const g = T.randn([6, 10, 192], { generator: new T.Generator(13) }).to('bfloat16');
+  const run = (fn: (a: T.Tensor, ww: T.Tensor, bb: T.Tensor) => T.Tensor) => {
+    const a = x.detach().requiresGrad_(true), ww = w.detach().requiresGrad_(true), bb = b.detach().requiresGrad_(true);
+    const out = fn(a, ww, bb);
+    out.backward(g.to(out.dtype));
+    return [out.detach(), a.grad!, ww.grad!, bb.grad!] as const;
+  };
+  const prev = T.runtime.precision;
+  T.setPrecision('bf16');
+  try {
+    const [y1, gx1, gw1, gb1] = run((a, ww, bb) => T.autocast(() => F.layerNormToLinear(a, ww, bb, 1e-6)));
+    const [y2, gx2, gw2, gb2] = run((a, ww, bb) => T.autocast(() => F.layerNorm(a, [192], ww, bb, 1e-6)).to('bfloat16'));
+    assert.equal(y1.dtype, 'bfloat16');
+    const rel = (a: T.Tensor, c: T.Tensor) => T.tidy(() => a.float().sub(c.float()).abs().max().item() / c.float().abs().max().item());
+    assert.ok(rel(y1, y2) <= 2 ** -8, `forward ${rel(y1, y2)}`);
+    for (const [n, a, c] of [['x', gx1, gx2], ['weight', gw1, gw2], ['bias', gb1, gb2]] as const) assert.ok(rel(a, c) < 1e-5, `grad ${n} ${rel(a, c)}`);
+  } finally {
+    T.setPrecision(prev);
+  }
+  const [y3] = run((a, ww, bb) => F.layerNormToLinear(a, ww, bb, 1e-6));  // no autocast: libtorch's layer_norm
+  assert.equal(y3.dtype, 'float32');
+  assert.equal(maxAbsDiff(y3, F.layerNorm(x, [192], w, b, 1e-6)), 0);
+});
+
+test('fused AdamW and EMA: within one float rounding (2^-22 relative) of the stock op sequence (torch.optim.AdamW single-tensor arithmetic)', () => {
+  const shapes = [[33, 17], [5], [3, 4, 5]];
+  const mk = (seed: number) => shapes.map((s) => T.randn(s, { generator: new T.Generator(seed) }));
+  const [p1, p2, m1, m2, v1, v2] = [mk(1), mk(1), mk(2).map((t) => t.mul(0.01)), mk(2).map((t) => t.mul(0.01)), mk(3).map((t) => t.square().mul(1e-4)), mk(3).map((t) => t.square().mul(1e-4))];
+  const grads = mk(4);
+  const [b1, b2, eps, lr, wd] = [0.9, 0.999, 1e-8, 1e-3, 0.04];
+  for (let step = 1; step <= 3; step++) {
+    const bc2Sqrt = Math.sqrt(1 - b2 ** step), stepSize = lr / (1 - b1 ** step);
+    F.fusedAdamW_(p1!, grads, m1!, v1!, { decay: 1 - lr * wd, beta1: b1, beta2: b2, stepSize, bc2Sqrt, eps });
+    T.noGrad(() => p2!.forEach((p, i) => T.tidy(() => {  // what AdamW.update did before the fusion
+      const g = grads[i]!, m = m2![i]!, v = v2![i]!;
+      p.mul_(1 - lr * wd);
+      m.mul_(b1).add_(g, 1 - b1);
+      v.mul_(b2).addcmul_(g, g, 1 - b2);
+      p.addcdiv_(m, v.sqrt().div_(bc2Sqrt).add_(eps), -stepSize);
+    })));
+  }
+  const ulps = (a: T.Tensor, b: T.Tensor) => T.tidy(() => a.sub(b).abs().div(b.abs().mul(2 ** -23).add(1e-30)).max().item());
+  for (let i = 0; i < shapes.length; i++) {
+    assert.ok(ulps(p1![i]!, p2![i]!) <= 2, `param ${i}: ${ulps(p1![i]!, p2![i]!)} ulp`);
+    assert.ok(ulps(m1![i]!, m2![i]!) <= 2, `exp_avg ${i}`);
+    assert.ok(ulps(v1![i]!, v2![i]!) <= 2, `exp_avg_sq ${i}: ${ulps(v1![i]!, v2![i]!)} ulp`);
+  }
+  const [t1, t2, src] = [mk(5), mk(5), mk(6)];
+  F.fusedEma_(t1, src, 0.996);
+  T.noGrad(() => t2.forEach((t, i) => t.mul_(0.996).add_(src[i]!, 1 - 0.996)));
+  for (let i = 0; i < shapes.length; i++) assert.ok(ulps(t1[i]!, t2[i]!) <= 2, `ema ${i}`);
+  assert.throws(() => F.fusedEma_(t1, src.slice(1), 0.5), /3 targets vs 2 sources/);
+});
