@@ -2,6 +2,7 @@
 // CPU preset, ours vs PyTorch (the official model structure, test/py/ref_jepa.py), same images, masks,
 // threads and thread-pool environment, in the same run. Prints medians and the ratio.
 // Usage: node dist/bench/train_step.js [--method cjepa|ijepa] [--batch 128] [--steps 8] [--threads N]
+// BENCH_BF16=1 runs both sides under bf16 autocast (ours: setPrecision; PyTorch: torch.autocast). `cjepa bench` supersedes this.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
