@@ -45,6 +45,8 @@ export interface PretrainConfig {
     projector: number[];
     /** 'views' placement: augmentation of the two views (VICReg's official pair, or two I-JEPA crops) */
     viewAug: 'vicreg' | 'crop';
+    /** 'views' placement: what VICReg pools: the context encoder's masked tokens, or a full (unmasked) pass of the online encoder */
+    viewInput: 'context' | 'full';
   };
   vicreg: { inv: number; var: number; cov: number; expander: number[] };
   optim: {
@@ -66,7 +68,8 @@ export interface PretrainConfig {
     ema: [number, number] | 'auto';
     ipeScale: number;
   };
-  aug: { scale: [number, number]; flip: boolean };
+  /** scale/flip: the I-JEPA crop; viewScale: random-resized-crop scale of the VICReg-style views (official [0.08, 1]) */
+  aug: { scale: [number, number]; flip: boolean; viewScale: [number, number] };
   log: { every: number; monitorEvery: number; checkpointEvery: number; monitorSamples: number; keepCheckpoints: number };
 }
 
@@ -87,13 +90,13 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   },
   loss: { distance: 'smooth_l1' },
   // context placement: the regulariser must act on the encoder (docs/results/cifar10-ablation/)
-  cjepa: { betaVicreg: 0.001, inv: 25, var: 25, cov: 1, placement: 'context', projector: [], viewAug: 'vicreg' },
+  cjepa: { betaVicreg: 0.001, inv: 25, var: 25, cov: 1, placement: 'context', projector: [], viewAug: 'vicreg', viewInput: 'context' },
   vicreg: { inv: 25, var: 25, cov: 1, expander: [768, 768, 768] },
   optim: {
     batch: 128, epochs: 10, steps: 0, lr: 1e-3, startLr: 2e-4, finalLr: 1e-6, warmupEpochs: 1, scaleWarmup: true,
     weightDecay: 0.04, finalWeightDecay: 0.4, betas: [0.9, 0.999], eps: 1e-8, clipGrad: 0, ema: [0.996, 1.0], ipeScale: 1.0,
   },
-  aug: { scale: [0.3, 1.0], flip: false },
+  aug: { scale: [0.3, 1.0], flip: false, viewScale: [0.08, 1.0] },
   log: { every: 10, monitorEvery: 200, checkpointEvery: 500, monitorSamples: 512, keepCheckpoints: 2 },
 };
 
@@ -183,6 +186,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   if (!Array.isArray(c.cjepa.projector)) fail('cjepa.projector', 'must be a list of layer widths ([] = no projector)');
   c.cjepa.projector.forEach((d, i) => num(`cjepa.projector[${i}]`, d, { int: true, min: 1 }));
   if (!['vicreg', 'crop'].includes(c.cjepa.viewAug)) fail('cjepa.viewAug', `must be vicreg or crop, got '${c.cjepa.viewAug}'`);
+  if (!['context', 'full'].includes(c.cjepa.viewInput)) fail('cjepa.viewInput', `must be context or full, got '${c.cjepa.viewInput}'`);
   if (c.method === 'cjepa' && ['block-pair', 'patch'].includes(c.cjepa.placement) && c.cjepa.betaVicreg > 0 && c.masks.nTargets < 2) {
     fail('masks.nTargets', 'must be >= 2 for the C-JEPA block-pair regulariser');
   }
@@ -206,6 +210,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   if (o.ema !== 'auto') range('optim.ema', o.ema, 0, 1);
   num('optim.ipeScale', o.ipeScale, { gt: 0 });
   range('aug.scale', c.aug.scale, 0.01, 1);
+  range('aug.viewScale', c.aug.viewScale, 0.01, 1);
   if (typeof c.aug.flip !== 'boolean') fail('aug.flip', 'must be true or false');
   num('log.every', c.log.every, { int: true, min: 1 });
   num('log.monitorEvery', c.log.monitorEvery, { int: true, min: 0 });

@@ -38,7 +38,7 @@ const MASKS: MultiBlockMaskConfig = {
   contextAspect: [1, 1], minKeep: 1, allowOverlap: false, mode: 'unbiased',
 };
 
-interface JepaCase { kind: 'jepa'; name: string; beta: number; placement: CjepaPlacement; projector?: boolean; bf16?: boolean }
+interface JepaCase { kind: 'jepa'; name: string; beta: number; placement: CjepaPlacement; projector?: boolean; bf16?: boolean; fullView?: boolean }
 interface VicregCase { kind: 'vicreg'; name: string }
 type Case = JepaCase | VicregCase;
 const CASES: Case[] = [
@@ -50,6 +50,8 @@ const CASES: Case[] = [
   { kind: 'jepa', name: 'cjepa_views', beta: 0.1, placement: 'views', projector: true },
   // bf16 autocast on both sides (torch.autocast in the reference): compared at BF16_TOL
   { kind: 'jepa', name: 'cjepa_views_bf16', beta: 0.1, placement: 'views', projector: true, bf16: true },
+  // views with cjepa.viewInput 'full': VICReg on a full (unmasked) pass of the online encoder
+  { kind: 'jepa', name: 'cjepa_views_full', beta: 0.1, placement: 'views', projector: true, fullView: true },
   { kind: 'vicreg', name: 'vicreg' },
 ];
 
@@ -118,7 +120,7 @@ function runJepa(c: JepaCase): StepResult {
   const mods: [string, VisionTransformer | Predictor | Expander][] = [['encoder', nets.encoder], ['predictor', nets.predictor], ...(projector ? [['projector', projector] as [string, Expander]] : [])];
   const opt = new AdamW(ijepaParamGroups(mods.flatMap(([, m]) => m.namedParameters())));
   if (c.bf16) setPrecision('bf16');
-  const terms = jepaForward(nets, images, ctxMasks, tgtMasks, cjepaOptions(c.beta, c.placement), undefined, projector ? (x) => projector.forward(x) : undefined);
+  const terms = jepaForward(nets, images, ctxMasks, tgtMasks, cjepaOptions(c.beta, c.placement), undefined, projector ? (x) => projector.forward(x) : undefined, c.fullView ?? false);
   setPrecision('fp32');
   const keys = c.beta === 0 ? (['loss', 'jepa'] as const) : (['loss', 'jepa', 'vicreg', 'inv', 'var', 'cov'] as const);
   for (const k of keys) out[`terms.${k}`] = terms[k].detach().reshape([1]);
@@ -181,7 +183,7 @@ before(() => {
 
   // One Python process for all cases (importing torch is the slow part).
   const calls = CASES.map((c) => c.kind === 'jepa'
-    ? `ref_jepa.jepa_step(inp, out, '${c.name}/', dict(cfg, beta_vicreg=${c.beta}, placement='${c.placement}', projector=${c.projector ? 'True' : 'False'}, bf16=${c.bf16 ? 'True' : 'False'}))`
+    ? `ref_jepa.jepa_step(inp, out, '${c.name}/', dict(cfg, beta_vicreg=${c.beta}, placement='${c.placement}', projector=${c.projector ? 'True' : 'False'}, bf16=${c.bf16 ? 'True' : 'False'}, full_view=${c.fullView ? 'True' : 'False'}))`
     : `ref_jepa.vicreg_step(inp, out, '${c.name}/', cfg)`);
   ref = runTorch([
     'import json, ref_jepa',
@@ -210,6 +212,7 @@ const STRUCTURAL_ZERO_GRADS: Record<string, string[]> = {
   vicreg: ['grad.expander.0.bias', 'grad.expander.3.bias', 'grad.encoder.norm.bias'],
   cjepa_views: ['grad.projector.0.bias', 'grad.projector.3.bias'],
   cjepa_views_bf16: ['grad.projector.0.bias', 'grad.projector.3.bias'],
+  cjepa_views_full: ['grad.projector.0.bias', 'grad.projector.3.bias'],
 };
 
 /**
@@ -221,6 +224,7 @@ const STRUCTURAL_ZERO_GRADS: Record<string, string[]> = {
 const CANCELLING_GRADS: Record<string, string[]> = {
   cjepa_views: ['grad.encoder.norm.bias'],
   cjepa_views_bf16: ['grad.encoder.norm.bias'],
+  cjepa_views_full: ['grad.encoder.norm.bias'],
 };
 
 function maxAbs(t: Tensor): number {
@@ -360,6 +364,17 @@ test('C-JEPA two-view step under bf16 autocast matches PyTorch under torch.autoc
   const lb = ours.cjepa_views_bf16!['terms.jepa']!.item(), lf = ours.cjepa_views!['terms.jepa']!.item();
   assert.ok(Math.abs(lb - lf) > 1e-5 * Math.abs(lf), `bf16 loss ${lb} vs fp32 ${lf}`);
   for (const [k, g] of Object.entries(ours.cjepa_views_bf16!)) if (k.startsWith('grad.')) assert.equal(g.dtype, 'float32', k);
+});
+
+test('C-JEPA two-view step with VICReg on a full (unmasked) encoder pass matches the PyTorch reference', (t) => {
+  const exp = new Expander(EXPANDER, 7);
+  const base = jepaCounts(6);
+  checkCase(t, 'cjepa_views_full', { ...base, grads: base.grads + nParams(exp, true), params: base.params + nParams(exp, false) });
+  exp.dispose();
+  // the regulariser read other embeddings than the context tokens: its terms differ from 'context' input's
+  const a = ours.cjepa_views_full!['terms.vicreg']!.item(), b = ours.cjepa_views!['terms.vicreg']!.item();
+  assert.ok(Math.abs(a - b) > 1e-4 * Math.abs(b), `vicreg term ${a} vs ${b}`);
+  assert.equal(ours.cjepa_views_full!['terms.jepa']!.item(), ours.cjepa_views!['terms.jepa']!.item(), 'same JEPA term');
 });
 
 test('VICReg step (encoder, expander with BatchNorm) matches the PyTorch reference', (t) => {

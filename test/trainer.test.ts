@@ -134,6 +134,8 @@ test('bad config values are refused before any work, naming the field', () => {
   assert.throws(() => tinyConfig('cjepa', 'bad', { optim: { batch: 1 } }), /'optim\.batch' must be >= 2/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { model: { imgSize: 18 } }), /'model\.imgSize'.*divisible/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { placement: 'nowhere' } }), /'cjepa\.placement'/);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { viewInput: 'half' } }), /'cjepa\.viewInput' must be context or full/);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { aug: { viewScale: [0.5, 2] } }), /'aug\.viewScale\[1\]'/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { optim: { lrr: 1 } }), /unknown field 'optim\.lrr'/);
   assert.throws(() => resolveConfig(undefined, { method: 'simclr' }), /'method' must be cjepa, ijepa or vicreg/);
 });

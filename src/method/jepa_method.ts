@@ -44,7 +44,7 @@ export class JepaMethod implements TrainingMethod {
     this.twoViews = cfg.method === 'cjepa' && cfg.cjepa.placement === 'views';
     this.projector = this.twoViews && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed) : null;
     const crop = ijepaTransform({ size, scale: cfg.aug.scale, flip: cfg.aug.flip });
-    this.views = !this.twoViews ? [crop] : cfg.cjepa.viewAug === 'vicreg' ? vicregViews({ size }) : [crop, { ...crop, name: 'ijepa-2' }];
+    this.views = !this.twoViews ? [crop] : cfg.cjepa.viewAug === 'vicreg' ? vicregViews({ size, scale: cfg.aug.viewScale }) : [crop, { ...crop, name: 'ijepa-2' }];
     if (this.projector && shard.allGather) this.projector.syncBatchNorm({ rank: shard.rank, allGather: shard.allGather });
     this.sampler = new MultiBlockMaskSampler({ gridSize: gridOf(size, m.patch), allowOverlap: false, ...cfg.masks }, cfg.seed);
   }
@@ -63,7 +63,7 @@ export class JepaMethod implements TrainingMethod {
     const images = this.twoViews ? cat(batch.views.map((v) => tensor(v, batch.shape, onDefaultDevice())), 0) : tensor(batch.views[0]!, batch.shape, onDefaultDevice());
     const masks = maskTensors(this.sampleMasks(images.size(0)));
     const projector = this.projector ? (x: Tensor) => this.projector!.forward(x) : undefined;
-    const t = jepaForward({ encoder: this.encoder, targetEncoder: this.targetEncoder, predictor: this.predictor }, images, masks.ctx, masks.tgt, this.options, this.shard.allGather, projector);
+    const t = jepaForward({ encoder: this.encoder, targetEncoder: this.targetEncoder, predictor: this.predictor }, images, masks.ctx, masks.tgt, this.options, this.shard.allGather, projector, this.twoViews && this.cfg.cjepa.viewInput === 'full');
     return this.cfg.method === 'ijepa' ? { loss: t.loss } : { ...t };
   }
 

@@ -72,7 +72,7 @@ export function vicregLoss(x: Tensor, y: Tensor, w: VicregWeights = VICREG_WEIGH
  * - 'views': the abstract's "invariance in the mean of augmented views": the batch holds two augmented
  *   views of each image (view 1 of every image, then view 2), the JEPA loss runs on both, and VICReg acts
  *   between the pooled context-encoder outputs of the two views of each image (after the optional
- *   projector).
+ *   projector); with `cjepa.viewInput: full` the trainer passes a full (unmasked) online-encoder pass as `ctx`.
  */
 export type CjepaPlacement = 'block-pair' | 'patch' | 'context' | 'views';
 export const CJEPA_PLACEMENTS: readonly CjepaPlacement[] = ['block-pair', 'patch', 'context', 'views'];

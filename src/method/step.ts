@@ -33,15 +33,19 @@ export function jepaTargets(targetEncoder: VisionTransformer, images: Tensor, ct
   }));
 }
 
-/** C-JEPA / I-JEPA loss terms for one batch (I-JEPA is betaVicreg = 0). */
-export function jepaForward(nets: JepaNets, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], o: CjepaOptions, allGather?: AllGather, projector?: Projector) {
+/**
+ * C-JEPA / I-JEPA loss terms for one batch (I-JEPA is betaVicreg = 0). `fullView`: the regulariser
+ * reads a full (unmasked) pass of the online encoder instead of the context tokens ('views' placement).
+ */
+export function jepaForward(nets: JepaNets, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], o: CjepaOptions, allGather?: AllGather, projector?: Projector, fullView = false) {
   return tidy(() => {
     const h = jepaTargets(nets.targetEncoder, images, ctx, tgt);
-    const { zc, z } = autocast(() => {
+    const { zc, z, zr } = autocast(() => {
       const zc = nets.encoder.forward(images, ctx);
-      return { zc, z: nets.predictor.forward(zc, ctx, tgt) };
+      const zr = fullView && o.betaVicreg !== 0 ? nets.encoder.forward(images) : zc;
+      return { zc, z: nets.predictor.forward(zc, ctx, tgt), zr };
     });
-    return cjepaLoss(z.float(), h, zc.float(), tgt.length, o, allGather, projector);
+    return cjepaLoss(z.float(), h, zr.float(), tgt.length, o, allGather, projector);
   });
 }
 

@@ -18,7 +18,7 @@ export class VicregMethod implements TrainingMethod {
     const encCfg = encoderConfig(cfg, channels);
     this.encoder = new VisionTransformer(encCfg);
     this.expander = new Expander([encCfg.embedDim, ...cfg.vicreg.expander], cfg.seed);
-    this.views = vicregViews({ size: cfg.model.imgSize });
+    this.views = vicregViews({ size: cfg.model.imgSize, scale: cfg.aug.viewScale });
     if (shard.allGather) this.expander.syncBatchNorm({ rank: shard.rank, allGather: shard.allGather });
   }
 

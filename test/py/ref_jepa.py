@@ -339,11 +339,13 @@ def jepa_step(inp, out, tag, cfg):
     with autocast():
         ctx = encoder(imgs, masks_enc)
         z = predictor(ctx, masks_enc, masks_pred)
-    ctx, z = ctx.float(), z.float()
+        # cjepa.viewInput 'full': the regulariser reads an unmasked pass of the online encoder
+        reg_in = encoder(imgs) if cfg.get('full_view') else ctx
+    ctx, z, reg_in = ctx.float(), z.float(), reg_in.float()
     jepa = F.smooth_l1_loss(z, h)
     loss = jepa
     if cfg['beta_vicreg'] != 0:
-        reg = cjepa_regulariser(z, ctx, len(masks_pred), cfg['placement'], cfg['weights'], proj)
+        reg = cjepa_regulariser(z, reg_in, len(masks_pred), cfg['placement'], cfg['weights'], proj)
         loss = jepa + cfg['beta_vicreg'] * reg['loss']
         for k, name in (('loss', 'vicreg'), ('inv', 'inv'), ('var', 'var'), ('cov', 'cov')):
             out[f'{tag}terms.{name}'] = _scalar(reg[k])
