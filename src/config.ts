@@ -36,6 +36,8 @@ export interface PretrainConfig {
     minKeep: number;
     /** 'block' (official): one context block minus the targets; 'complement': every patch not in a target */
     contextMode: 'block' | 'complement';
+    /** 'truncate' (official): contexts cut to the batch's shortest; 'pad': whole contexts, padding masked in attention */
+    contextFit: 'truncate' | 'pad';
   };
   loss: { distance: 'smooth_l1' | 'l2' };
   cjepa: {
@@ -86,7 +88,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   predictor: { embedDim: 96, depth: 2, numHeads: 3 },
   masks: {
     mode: 'unbiased', nTargets: 4, targetScale: [0.15, 0.2], targetAspect: [0.75, 1.5],
-    contextScale: [0.85, 1.0], contextAspect: [1.0, 1.0], minKeep: 4, contextMode: 'block',
+    contextScale: [0.85, 1.0], contextAspect: [1.0, 1.0], minKeep: 4, contextMode: 'block', contextFit: 'truncate',
   },
   loss: { distance: 'smooth_l1' },
   // context placement: the regulariser must act on the encoder (docs/results/cifar10-ablation/)
@@ -179,6 +181,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   range('masks.contextAspect', c.masks.contextAspect, 0.01, 100);
   num('masks.minKeep', c.masks.minKeep, { int: true, min: 1 });
   if (!['block', 'complement'].includes(c.masks.contextMode)) fail('masks.contextMode', `must be block or complement, got '${c.masks.contextMode}'`);
+  if (!['truncate', 'pad'].includes(c.masks.contextFit)) fail('masks.contextFit', `must be truncate or pad, got '${c.masks.contextFit}'`);
   if (!['smooth_l1', 'l2'].includes(c.loss.distance)) fail('loss.distance', `must be smooth_l1 or l2, got '${c.loss.distance}'`);
   num('cjepa.betaVicreg', c.cjepa.betaVicreg, { min: 0 });
   for (const k of ['inv', 'var', 'cov'] as const) { num(`cjepa.${k}`, c.cjepa[k], { min: 0 }); num(`vicreg.${k}`, c.vicreg[k], { min: 0 }); }

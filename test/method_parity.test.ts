@@ -120,7 +120,7 @@ function runJepa(c: JepaCase): StepResult {
   const mods: [string, VisionTransformer | Predictor | Expander][] = [['encoder', nets.encoder], ['predictor', nets.predictor], ...(projector ? [['projector', projector] as [string, Expander]] : [])];
   const opt = new AdamW(ijepaParamGroups(mods.flatMap(([, m]) => m.namedParameters())));
   if (c.bf16) setPrecision('bf16');
-  const terms = jepaForward(nets, images, ctxMasks, tgtMasks, cjepaOptions(c.beta, c.placement), undefined, projector ? (x) => projector.forward(x) : undefined, c.fullView ?? false);
+  const terms = jepaForward(nets, images, ctxMasks, tgtMasks, cjepaOptions(c.beta, c.placement), undefined, projector ? (x) => projector.forward(x) : undefined, { fullView: c.fullView ?? false });
   setPrecision('fp32');
   const keys = c.beta === 0 ? (['loss', 'jepa'] as const) : (['loss', 'jepa', 'vicreg', 'inv', 'var', 'cov'] as const);
   for (const k of keys) out[`terms.${k}`] = terms[k].detach().reshape([1]);

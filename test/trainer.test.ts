@@ -125,6 +125,26 @@ test('C-JEPA with two views: projector checkpointed, monitors of both encoders, 
   }
 });
 
+test('C-JEPA with padded contexts (masks.contextFit pad) trains: finite losses, resumable', async () => {
+  const prev = getNumThreads();
+  setNumThreads(1);
+  try {
+    const over = { masks: { minKeep: 1, targetScale: [0.15, 0.25], contextScale: [0.85, 1.0], contextMode: 'complement', contextFit: 'pad' }, cjepa: { betaVicreg: 0.1, placement: 'views', projector: [48, 48] } };
+    const cfg = tinyConfig('cjepa', 'pad', over);
+    await pretrain(cfg, quiet);
+    const steps = readFileSync(join(cfg.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === 'step');
+    assert.ok(steps.length > 0 && steps.every((l) => Number.isFinite(l.loss) && Number.isFinite(l.terms.vicreg)), 'finite losses');
+    const killed = tinyConfig('cjepa', 'pad-killed', over);
+    await pretrain(killed, { ...quiet, killAfterSteps: 3 });
+    await pretrain(killed, { ...quiet, resume: true });
+    const a = loadTensors(join(resolveCheckpointDir(cfg.out), 'encoder.safetensors')).tensors;
+    const b = loadTensors(join(resolveCheckpointDir(killed.out), 'encoder.safetensors')).tensors;
+    for (const k of Object.keys(a)) assert.equal(maxAbsDiff(a[k]!, b[k]!), 0, `encoder.${k} differs after resume`);
+  } finally {
+    setNumThreads(prev);
+  }
+});
+
 test('a non-finite loss stops training naming the step and the term, keeping the last checkpoint', async () => {
   const cfg = tinyConfig('ijepa', 'nan', { optim: { batch: 16, steps: 6, lr: 1e30, startLr: 1e30, warmupEpochs: 0 } });
   await assert.rejects(pretrain(cfg, quiet), /non-finite loss at step \d+: term 'loss'/);

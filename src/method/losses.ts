@@ -99,14 +99,14 @@ export interface CjepaTerms {
  * embeddings before VICReg ('views' only; identity when absent). With betaVicreg = 0 the result is
  * I-JEPA's loss exactly (the regulariser is not even computed).
  */
-export function cjepaLoss(z: Tensor, h: Tensor, ctx: Tensor, nTargets: number, o: CjepaOptions, allGather?: AllGather, projector?: Projector): CjepaTerms {
+export function cjepaLoss(z: Tensor, h: Tensor, ctx: Tensor, nTargets: number, o: CjepaOptions, allGather?: AllGather, projector?: Projector, ctxValid?: Tensor): CjepaTerms {
   return tidy(() => {
     const jepa = ijepaLoss(z, h, o.distance);
     if (o.betaVicreg === 0) {
       const zero = jepa.mul(0).detach();
       return { loss: jepa, jepa, vicreg: zero, inv: zero, var: zero, cov: zero };
     }
-    const reg = cjepaRegulariser(z, ctx, nTargets, o, allGather, projector);
+    const reg = cjepaRegulariser(z, ctx, nTargets, o, allGather, projector, ctxValid);
     return { loss: jepa.add(reg.loss.mul(o.betaVicreg)), jepa, vicreg: reg.loss, inv: reg.inv, var: reg.var, cov: reg.cov };
   });
 }
@@ -114,13 +114,20 @@ export function cjepaLoss(z: Tensor, h: Tensor, ctx: Tensor, nTargets: number, o
 /** Maps pooled (B, D) embeddings before the VICReg terms (e.g. an `Expander`). */
 export type Projector = (x: Tensor) => Tensor;
 
-export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pick<CjepaOptions, 'weights' | 'placement'>, allGather?: AllGather, projector?: Projector): VicregTerms {
+/** Mean over tokens (B, L, D) -> (B, D); with `valid` (B, L) of 0/1, over the real tokens of each row only. */
+export function poolTokens(x: Tensor, valid?: Tensor): Tensor {
+  if (!valid) return x.mean(1);
+  return tidy(() => x.mul(valid.unsqueeze(-1)).sum(1).div(valid.sum(1, true)));
+}
+
+/** ctxValid (B, Lc): 1 for real context tokens, 0 for padding (masks.contextFit 'pad'); absent: all real. */
+export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pick<CjepaOptions, 'weights' | 'placement'>, allGather?: AllGather, projector?: Projector, ctxValid?: Tensor): VicregTerms {
   return tidy(() => {
     if (o.placement === 'views') {
       const B2 = ctx.size(0);
       if (B2 % 2 !== 0) throw new Error(`C-JEPA 'views' placement: the batch must hold two views of each image, got ${B2} rows`);
       // the projector sees each view's batch on its own, as VICReg's expander (its BatchNorm statistics)
-      const pooled = ctx.mean(1);
+      const pooled = poolTokens(ctx, ctxValid);
       const [x, y] = [pooled.narrow(0, 0, B2 / 2), pooled.narrow(0, B2 / 2, B2 / 2)].map((v) => (projector ? projector(v) : v)) as [Tensor, Tensor];
       return vicregLoss(x, y, o.weights, allGather);
     }
@@ -128,7 +135,7 @@ export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pi
     const B = MB / nTargets;
     const pooled = z.mean(1).reshape([nTargets, B, D]); // (M, B, D)
     if (o.placement === 'context') {
-      return vicregLoss(ctx.mean(1), pooled.mean(0), o.weights, allGather);
+      return vicregLoss(poolTokens(ctx, ctxValid), pooled.mean(0), o.weights, allGather);
     }
     // every unordered pair of blocks: VICReg is symmetric in (x, y), so ordered pairs give the same mean
     const terms: VicregTerms[] = [];

@@ -11,7 +11,9 @@
  *    are perfectly correlated) unless `independentSizeDraws` is set;
  *  - per image: nTargets target blocks, then one context block from which every target patch is
  *    removed (unless allowOverlap);
- *  - all masks of a batch are truncated to the batch's shortest mask.
+ *  - all masks of a batch are truncated to the batch's shortest mask (with `contextFit: 'pad'` the
+ *    context is not: each image keeps all its context patches, rows are padded to the longest and
+ *    `contextLengths` says how many are real; attention then ignores the padding, see maskTensors).
  *
  * Modes:
  *  - 'faithful' reproduces the official behaviour: top-left via randint(0, H - h) with an EXCLUSIVE
@@ -46,12 +48,20 @@ export interface MultiBlockMaskConfig {
    */
   contextMode?: 'block' | 'complement';
   independentSizeDraws?: boolean; // true: separate uniforms for scale and aspect (default false = official coupling)
+  /**
+   * 'truncate' (official): every context is cut to the batch's shortest. 'pad': every image keeps its
+   * whole context; rows are padded to the longest (by repeating their last index) and attention masks
+   * the padding (key padding). Default 'truncate'.
+   */
+  contextFit?: 'truncate' | 'pad';
 }
 
 export interface MaskBatch {
   context: Int32Array[]; // per image, sorted row-major patch indices kept in the context, all of length contextLength
   targets: Int32Array[][]; // [nTargets][image] sorted patch indices of each target block, all of length targetLength
-  contextLength: number; // Lc, common context length after truncation
+  contextLength: number; // Lc, common context length after truncation (with contextFit 'pad': the longest)
+  /** contextFit 'pad': the real length of each image's context row (the rest is padding); absent: all Lc */
+  contextLengths?: Int32Array;
   targetLength: number; // Lt, common target length after truncation
   targetBlockHW: [number, number]; // (h, w) of this batch's target blocks
   contextBlockHW: [number, number]; // (h, w) of this batch's context block (before target removal)
@@ -59,7 +69,8 @@ export interface MaskBatch {
 
 /** The masks of some images of a batch (data parallelism: this rank's rows of the global batch's masks). */
 export function selectMasks(m: MaskBatch, rows: readonly number[]): MaskBatch {
-  return { ...m, context: rows.map((i) => m.context[i]!), targets: m.targets.map((t) => rows.map((i) => t[i]!)) };
+  const contextLengths = m.contextLengths ? Int32Array.from(rows, (i) => m.contextLengths![i]!) : undefined;
+  return { ...m, context: rows.map((i) => m.context[i]!), targets: m.targets.map((t) => rows.map((i) => t[i]!)), ...(contextLengths ? { contextLengths } : {}) };
 }
 
 /** I-JEPA config values (paper configs, not the official class defaults), unbiased sampler. */
@@ -106,6 +117,14 @@ export function blockSizeFromUniform(
   while (h >= H) h -= 1;
   while (w >= W) w -= 1;
   return [Math.max(h, 1), Math.max(w, 1)];
+}
+
+/** Pads sorted mask indices to `len` by repeating the last index (a real patch: padding is masked, never garbage). */
+export function padMask(idx: Int32Array, len: number): Int32Array {
+  if (idx.length === 0 || len < idx.length) throw new RangeError(`padMask: cannot pad ${idx.length} indices to ${len}`);
+  const out = new Int32Array(len).fill(idx[idx.length - 1]!);
+  out.set(idx);
+  return out;
 }
 
 /**
@@ -301,22 +320,26 @@ export class MultiBlockMaskSampler {
     const contexts: Int32Array[] = [];
     let minTarget = Infinity;
     let minContext = Infinity;
+    let maxContext = 0;
     for (let b = 0; b < batchSize; b++) {
       const [targets, ctx] =
         c.mode === 'faithful' ? this.sampleImageFaithful(th, tw, ch, cw) : this.sampleImageUnbiased(th, tw, ch, cw);
       for (const t of targets) minTarget = Math.min(minTarget, t.length);
       minContext = Math.min(minContext, ctx.length);
+      maxContext = Math.max(maxContext, ctx.length);
       perImageTargets.push(targets);
       contexts.push(ctx);
     }
     const targetLength = c.nTargets > 0 ? minTarget : 0;
-    const contextLength = minContext;
+    const pad = c.contextFit === 'pad';
+    const contextLength = pad ? maxContext : minContext;
     const targets: Int32Array[][] = [];
     for (let t = 0; t < c.nTargets; t++) {
       targets.push(perImageTargets.map((imgTargets) => truncateMask(imgTargets[t]!, targetLength, c.mode, this.rng)));
     }
     return {
-      context: contexts.map((ctx) => truncateMask(ctx, contextLength, c.mode, this.rng)),
+      context: contexts.map((ctx) => (pad ? padMask(ctx, contextLength) : truncateMask(ctx, contextLength, c.mode, this.rng))),
+      ...(pad ? { contextLengths: Int32Array.from(contexts, (ctx) => ctx.length) } : {}),
       targets,
       contextLength,
       targetLength,

@@ -7,15 +7,32 @@ import { Expander } from '../nn/expander.js';
 import { cjepaLoss, vicregLoss, type CjepaOptions, type VicregWeights, type AllGather, type Projector } from './losses.js';
 import type { MaskBatch } from './masks.js';
 
-/** Mask index sets as int64 tensors: context [(B, Lc)], targets M x (B, Lt). */
-export function maskTensors(m: MaskBatch): { ctx: Tensor[]; tgt: Tensor[] } {
+/**
+ * Padded context rows (masks.contextFit 'pad'): `keyBias` (B, 1, 1, Lc) is added to the attention scores
+ * (0 for real tokens, -inf for padding, so padding gets exactly zero weight), `valid` (B, Lc) is 1 for real
+ * tokens (pooling).
+ */
+export interface ContextPadding { keyBias: Tensor; valid: Tensor }
+
+/** Mask index sets as int64 tensors: context [(B, Lc)], targets M x (B, Lt); the padding of padded contexts. */
+export function maskTensors(m: MaskBatch): { ctx: Tensor[]; tgt: Tensor[]; ctxPad?: ContextPadding } {
   const toT = (rows: Int32Array[]) => {
     const L = rows[0]!.length;
     const flat = new BigInt64Array(rows.length * L);
     rows.forEach((r, i) => { for (let k = 0; k < L; k++) flat[i * L + k] = BigInt(r[k]!); });
     return tensor(flat, [rows.length, L], onDefaultDevice());
   };
-  return { ctx: [toT(m.context)], tgt: m.targets.map(toT) };
+  const out = { ctx: [toT(m.context)], tgt: m.targets.map(toT) };
+  const lens = m.contextLengths;
+  if (!lens || lens.every((n) => n === m.contextLength)) return out;
+  const B = m.context.length, L = m.contextLength;
+  const valid = new Float32Array(B * L), bias = new Float32Array(B * L);
+  for (let i = 0; i < B; i++) for (let k = 0; k < L; k++) {
+    const real = k < lens[i]!;
+    valid[i * L + k] = real ? 1 : 0;
+    bias[i * L + k] = real ? 0 : -Infinity;
+  }
+  return { ...out, ctxPad: { keyBias: tensor(bias, [B, 1, 1, L], onDefaultDevice()), valid: tensor(valid, [B, L], onDefaultDevice()) } };
 }
 
 export interface JepaNets {
@@ -33,19 +50,25 @@ export function jepaTargets(targetEncoder: VisionTransformer, images: Tensor, ct
   }));
 }
 
-/**
- * C-JEPA / I-JEPA loss terms for one batch (I-JEPA is betaVicreg = 0). `fullView`: the regulariser
- * reads a full (unmasked) pass of the online encoder instead of the context tokens ('views' placement).
- */
-export function jepaForward(nets: JepaNets, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], o: CjepaOptions, allGather?: AllGather, projector?: Projector, fullView = false) {
+export interface JepaForwardOptions {
+  /** the regulariser reads a full (unmasked) pass of the online encoder instead of the context tokens ('views') */
+  fullView?: boolean;
+  /** padded context rows (masks.contextFit 'pad', from maskTensors) */
+  ctxPad?: ContextPadding;
+}
+
+/** C-JEPA / I-JEPA loss terms for one batch (I-JEPA is betaVicreg = 0). */
+export function jepaForward(nets: JepaNets, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], o: CjepaOptions, allGather?: AllGather, projector?: Projector, opts: JepaForwardOptions = {}) {
   return tidy(() => {
     const h = jepaTargets(nets.targetEncoder, images, ctx, tgt);
+    const pad = opts.ctxPad;
+    const full = (opts.fullView ?? false) && o.betaVicreg !== 0;
     const { zc, z, zr } = autocast(() => {
-      const zc = nets.encoder.forward(images, ctx);
-      const zr = fullView && o.betaVicreg !== 0 ? nets.encoder.forward(images) : zc;
-      return { zc, z: nets.predictor.forward(zc, ctx, tgt), zr };
+      const zc = nets.encoder.forward(images, ctx, pad?.keyBias);
+      const zr = full ? nets.encoder.forward(images) : zc;
+      return { zc, z: nets.predictor.forward(zc, ctx, tgt, pad?.keyBias), zr };
     });
-    return cjepaLoss(z.float(), h, zr.float(), tgt.length, o, allGather, projector);
+    return cjepaLoss(z.float(), h, zr.float(), tgt.length, o, allGather, projector, full ? undefined : pad?.valid);
   });
 }
 

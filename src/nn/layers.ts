@@ -118,13 +118,17 @@ export class Attention extends Module {
     this.qkv = this.child('qkv', new Linear(dim, dim * 3, qkvBias, init));
     this.proj = this.child('proj', new Linear(dim, dim, true, init));
   }
-  forward(x: Tensor): Tensor {
+  /** keyBias: optional additive bias on the scores, (B, 1, 1, N): 0 for real keys, -inf for padding. */
+  forward(x: Tensor, keyBias?: Tensor): Tensor {
     return tidy(() => {
       const [B, N, C] = x.shape as [number, number, number];
       const H = this.numHeads;
       const qkv = this.qkv.forward(x).reshape([B, N, 3, H, C / H]).permute([2, 0, 3, 1, 4]);
       const q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
-      const attn = F.scaledSoftmax(q.matmul(k.transpose(-2, -1)), this.scale);  // softmax(q k^T * scale), one fused op
+      const scores = q.matmul(k.transpose(-2, -1));
+      const attn = keyBias
+        ? F.softmax(scores.mul(this.scale).add(keyBias), -1)  // padded keys get weight exactly 0
+        : F.scaledSoftmax(scores, this.scale);  // softmax(q k^T * scale), one fused op
       const out = attn.matmul(v).transpose(1, 2).reshape([B, N, C]);
       return this.proj.forward(out);
     });
@@ -144,9 +148,9 @@ export class Block extends Module {
     this.norm2 = this.child('norm2', new LayerNorm(dim));
     this.mlp = this.child('mlp', new Mlp(dim, Math.round(dim * mlpRatio), init));
   }
-  forward(x: Tensor): Tensor {
+  forward(x: Tensor, keyBias?: Tensor): Tensor {
     return tidy(() => {
-      const h = F.residualAdd(x, this.attn.forward(this.norm1.forwardToLinear(x)));  // fp32 stream + bf16 branch under autocast
+      const h = F.residualAdd(x, this.attn.forward(this.norm1.forwardToLinear(x), keyBias));  // fp32 stream + bf16 branch under autocast
       return F.residualAdd(h, this.mlp.forward(this.norm2.forwardToLinear(h)));
     });
   }

@@ -1,6 +1,6 @@
 // The I-JEPA predictor: a narrow ViT that sees the context tokens plus one learned mask token (with
 // its position) per target patch, and predicts the target encoder's features at those positions.
-import { Tensor, Generator, tidy, cat, empty } from '../tensor/index.js';
+import { Tensor, Generator, tidy, cat, empty, zeros } from '../tensor/index.js';
 import { Module } from './module.js';
 import { Block, LayerNorm, Linear, ModuleList } from './layers.js';
 import { sincos2dPosEmbed } from './pos_embed.js';
@@ -59,8 +59,9 @@ export class Predictor extends Module {
    * ctx: encoder outputs of the context tokens, (len(masksCtx) B, Lc, D).
    * Returns predictions for every target block: (len(masksTgt) len(masksCtx) B, Lt, D),
    * block-major as the official code (block 0 for all images, then block 1, ...).
+   * ctxKeyBias (len(masksCtx) B, 1, 1, Lc): padded context rows, -inf on padding (never attended to).
    */
-  forward(ctx: Tensor, masksCtx: readonly Tensor[], masksTgt: readonly Tensor[]): Tensor {
+  forward(ctx: Tensor, masksCtx: readonly Tensor[], masksTgt: readonly Tensor[], ctxKeyBias?: Tensor): Tensor {
     return tidy(() => {
       const B = ctx.size(0) / masksCtx.length;
       const pd = this.config.predictorEmbedDim;
@@ -73,7 +74,9 @@ export class Predictor extends Module {
       const predTokens = this.maskToken.expand(tgtPos.shape).add(tgtPos);
       x = x.repeat([masksTgt.length, 1, 1]);
       x = cat([x, predTokens], 1);
-      for (const b of this.blocks) x = b.forward(x);
+      // the prediction tokens are real keys; the context's padding stays masked, for every target block
+      const bias = ctxKeyBias ? cat([ctxKeyBias, zeros([ctxKeyBias.size(0), 1, 1, predTokens.size(1)], { device: ctxKeyBias.device })], -1).repeat([masksTgt.length, 1, 1, 1]) : undefined;
+      for (const b of this.blocks) x = b.forward(x, bias);
       x = this.norm.forward(x);
       return this.proj.forward(x.narrow(1, nCtx, x.size(1) - nCtx));
     });

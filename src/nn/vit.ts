@@ -96,8 +96,11 @@ export class VisionTransformer extends Module {
     return this.config.embedDim;
   }
 
-  /** images (B, C, H, W) -> tokens (B, N, D); with `masks`, only the kept tokens: (len(masks) B, K, D). */
-  forward(images: Tensor, masks?: readonly Tensor[]): Tensor {
+  /**
+   * images (B, C, H, W) -> tokens (B, N, D); with `masks`, only the kept tokens: (len(masks) B, K, D).
+   * keyBias (len(masks) B, 1, 1, K): padded mask rows (contextFit 'pad'), -inf on padding keys.
+   */
+  forward(images: Tensor, masks?: readonly Tensor[], keyBias?: Tensor): Tensor {
     return tidy(() => {
       const s = images.shape;
       const [gh, gw] = this.grid;
@@ -106,7 +109,7 @@ export class VisionTransformer extends Module {
       }
       let x = this.patchEmbed.forward(images).add(this.posEmbed);
       if (masks) x = applyMasks(x, masks);
-      for (const b of this.blocks) x = b.forward(x);
+      for (const b of this.blocks) x = b.forward(x, keyBias);
       return this.norm.forward(x);
     });
   }
