@@ -345,21 +345,23 @@ test('C-JEPA step with the context placement matches the PyTorch reference', (t)
   checkCase(t, 'cjepa_context', jepaCounts(6));
 });
 
-test('C-JEPA step with two views (VICReg between pooled context embeddings, through a projector) matches the PyTorch reference', (t) => {
+/** A two-view case: the JEPA networks' counts plus the projector's parameters. */
+function checkProjectorCase(t: Parameters<typeof checkCase>[0], name: string): void {
   const exp = new Expander(EXPANDER, 7);
   const base = jepaCounts(6);
-  checkCase(t, 'cjepa_views', { ...base, grads: base.grads + nParams(exp, true), params: base.params + nParams(exp, false) });
+  checkCase(t, name, { ...base, grads: base.grads + nParams(exp, true), params: base.params + nParams(exp, false) });
   exp.dispose();
+}
+
+test('C-JEPA step with two views (VICReg between pooled context embeddings, through a projector) matches the PyTorch reference', (t) => {
+  checkProjectorCase(t, 'cjepa_views');
   // the regulariser acts on the encoder: its gradients differ from I-JEPA's
   const g = 'grad.encoder.blocks.0.attn.qkv.weight';
   assert.ok(maxAbsDiff(ours.cjepa_views![g]!, ours.ijepa![g]!) > 1e-3 * maxAbs(ours.ijepa![g]!), 'the VICReg term changes the encoder gradients');
 });
 
 test('C-JEPA two-view step under bf16 autocast matches PyTorch under torch.autocast (2e-2 relative)', (t) => {
-  const exp = new Expander(EXPANDER, 7);
-  const base = jepaCounts(6);
-  checkCase(t, 'cjepa_views_bf16', { ...base, grads: base.grads + nParams(exp, true), params: base.params + nParams(exp, false) });
-  exp.dispose();
+  checkProjectorCase(t, 'cjepa_views_bf16');
   // bf16 really ran: the loss differs from the fp32 step's beyond fp32 rounding, and every gradient is fp32
   const lb = ours.cjepa_views_bf16!['terms.jepa']!.item(), lf = ours.cjepa_views!['terms.jepa']!.item();
   assert.ok(Math.abs(lb - lf) > 1e-5 * Math.abs(lf), `bf16 loss ${lb} vs fp32 ${lf}`);
@@ -367,10 +369,7 @@ test('C-JEPA two-view step under bf16 autocast matches PyTorch under torch.autoc
 });
 
 test('C-JEPA two-view step with VICReg on a full (unmasked) encoder pass matches the PyTorch reference', (t) => {
-  const exp = new Expander(EXPANDER, 7);
-  const base = jepaCounts(6);
-  checkCase(t, 'cjepa_views_full', { ...base, grads: base.grads + nParams(exp, true), params: base.params + nParams(exp, false) });
-  exp.dispose();
+  checkProjectorCase(t, 'cjepa_views_full');
   // the regulariser read other embeddings than the context tokens: its terms differ from 'context' input's
   const a = ours.cjepa_views_full!['terms.vicreg']!.item(), b = ours.cjepa_views!['terms.vicreg']!.item();
   assert.ok(Math.abs(a - b) > 1e-4 * Math.abs(b), `vicreg term ${a} vs ${b}`);
