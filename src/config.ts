@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { VIT_SIZES, vitConfig, type ViTConfig } from './nn/vit.js';
-import { CJEPA_PLACEMENTS, type CjepaPlacement } from './method/losses.js';
+import { CJEPA_PLACEMENTS, DECORRELATIONS, type CjepaPlacement, type Decorrelation } from './method/losses.js';
 
 export type Method = 'cjepa' | 'ijepa' | 'vicreg';
 
@@ -42,6 +42,8 @@ export interface PretrainConfig {
   loss: { distance: 'smooth_l1' | 'l2' };
   cjepa: {
     betaVicreg: number; inv: number; var: number; cov: number;
+    /** what the cov term penalises: 'covariance' (official) or the scale-free 'correlation' */
+    decorrelate: Decorrelation;
     placement: CjepaPlacement;
     /** 'views' placement: widths of the projector on pooled embeddings before VICReg ([] = none) */
     projector: number[];
@@ -50,7 +52,7 @@ export interface PretrainConfig {
     /** 'views' placement: what VICReg pools: the context encoder's masked tokens, or a full (unmasked) pass of the online encoder */
     viewInput: 'context' | 'full';
   };
-  vicreg: { inv: number; var: number; cov: number; expander: number[] };
+  vicreg: { inv: number; var: number; cov: number; decorrelate: Decorrelation; expander: number[] };
   optim: {
     batch: number;
     epochs: number;             // used when steps is 0
@@ -92,8 +94,8 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   },
   loss: { distance: 'smooth_l1' },
   // context placement: the regulariser must act on the encoder (docs/results/cifar10-ablation/)
-  cjepa: { betaVicreg: 0.001, inv: 25, var: 25, cov: 1, placement: 'context', projector: [], viewAug: 'vicreg', viewInput: 'context' },
-  vicreg: { inv: 25, var: 25, cov: 1, expander: [768, 768, 768] },
+  cjepa: { betaVicreg: 0.001, inv: 25, var: 25, cov: 1, decorrelate: 'covariance', placement: 'context', projector: [], viewAug: 'vicreg', viewInput: 'context' },
+  vicreg: { inv: 25, var: 25, cov: 1, decorrelate: 'covariance', expander: [768, 768, 768] },
   optim: {
     batch: 128, epochs: 10, steps: 0, lr: 1e-3, startLr: 2e-4, finalLr: 1e-6, warmupEpochs: 1, scaleWarmup: true,
     weightDecay: 0.04, finalWeightDecay: 0.4, betas: [0.9, 0.999], eps: 1e-8, clipGrad: 0, ema: [0.996, 1.0], ipeScale: 1.0,
@@ -185,6 +187,9 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   if (!['smooth_l1', 'l2'].includes(c.loss.distance)) fail('loss.distance', `must be smooth_l1 or l2, got '${c.loss.distance}'`);
   num('cjepa.betaVicreg', c.cjepa.betaVicreg, { min: 0 });
   for (const k of ['inv', 'var', 'cov'] as const) { num(`cjepa.${k}`, c.cjepa[k], { min: 0 }); num(`vicreg.${k}`, c.vicreg[k], { min: 0 }); }
+  for (const k of ['cjepa', 'vicreg'] as const) {
+    if (!DECORRELATIONS.includes(c[k].decorrelate)) fail(`${k}.decorrelate`, `must be one of ${DECORRELATIONS.join(', ')}, got '${c[k].decorrelate}'`);
+  }
   if (!CJEPA_PLACEMENTS.includes(c.cjepa.placement)) fail('cjepa.placement', `must be one of ${CJEPA_PLACEMENTS.join(', ')}, got '${c.cjepa.placement}'`);
   if (!Array.isArray(c.cjepa.projector)) fail('cjepa.projector', 'must be a list of layer widths ([] = no projector)');
   c.cjepa.projector.forEach((d, i) => num(`cjepa.projector[${i}]`, d, { int: true, min: 1 }));

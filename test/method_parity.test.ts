@@ -17,7 +17,7 @@ import { Predictor, type PredictorConfig } from '../src/nn/predictor.js';
 import { Expander } from '../src/nn/expander.js';
 import { MultiBlockMaskSampler, type MultiBlockMaskConfig } from '../src/method/masks.js';
 import { jepaForward, jepaTargets, maskTensors, vicregForward } from '../src/method/step.js';
-import { ijepaLoss, VICREG_WEIGHTS, type CjepaOptions, type CjepaPlacement } from '../src/method/losses.js';
+import { ijepaLoss, VICREG_WEIGHTS, type CjepaOptions, type CjepaPlacement, type Decorrelation } from '../src/method/losses.js';
 import { AdamW, ijepaParamGroups } from '../src/method/optim.js';
 import { emaUpdate } from '../src/method/ema.js';
 import { runTorch, maxAbsDiff } from './util/pytorch.js';
@@ -38,7 +38,7 @@ const MASKS: MultiBlockMaskConfig = {
   contextAspect: [1, 1], minKeep: 1, allowOverlap: false, mode: 'unbiased',
 };
 
-interface JepaCase { kind: 'jepa'; name: string; beta: number; placement: CjepaPlacement; projector?: boolean; bf16?: boolean; fullView?: boolean }
+interface JepaCase { kind: 'jepa'; name: string; beta: number; placement: CjepaPlacement; projector?: boolean; bf16?: boolean; fullView?: boolean; decorrelate?: Decorrelation }
 interface VicregCase { kind: 'vicreg'; name: string }
 type Case = JepaCase | VicregCase;
 const CASES: Case[] = [
@@ -46,6 +46,8 @@ const CASES: Case[] = [
   { kind: 'jepa', name: 'cjepa', beta: 0.1, placement: 'block-pair' },
   { kind: 'jepa', name: 'cjepa_patch', beta: 0.1, placement: 'patch' },
   { kind: 'jepa', name: 'cjepa_context', beta: 0.1, placement: 'context' },
+  // the scale-free decorrelation term (cjepa.decorrelate: correlation)
+  { kind: 'jepa', name: 'cjepa_context_corr', beta: 0.1, placement: 'context', decorrelate: 'correlation' },
   // two views: the batch of 4 is read as view 1 of images {0, 1} then view 2 of the same images
   { kind: 'jepa', name: 'cjepa_views', beta: 0.1, placement: 'views', projector: true },
   // bf16 autocast on both sides (torch.autocast in the reference): compared at BF16_TOL
@@ -95,8 +97,8 @@ function jepaNets(): { encoder: VisionTransformer; predictor: Predictor; targetE
   return { encoder, predictor, targetEncoder };
 }
 
-function cjepaOptions(beta: number, placement: CjepaPlacement): CjepaOptions {
-  return { betaVicreg: beta, weights: VICREG_WEIGHTS, placement, distance: 'smooth_l1' };
+function cjepaOptions(beta: number, placement: CjepaPlacement, decorrelate: Decorrelation = 'covariance'): CjepaOptions {
+  return { betaVicreg: beta, weights: { ...VICREG_WEIGHTS, decorrelate }, placement, distance: 'smooth_l1' };
 }
 
 /** Replaces every gradient with the reference's (see the header), checking both have the same set. */
@@ -120,7 +122,7 @@ function runJepa(c: JepaCase): StepResult {
   const mods: [string, VisionTransformer | Predictor | Expander][] = [['encoder', nets.encoder], ['predictor', nets.predictor], ...(projector ? [['projector', projector] as [string, Expander]] : [])];
   const opt = new AdamW(ijepaParamGroups(mods.flatMap(([, m]) => m.namedParameters())));
   if (c.bf16) setPrecision('bf16');
-  const terms = jepaForward(nets, images, ctxMasks, tgtMasks, cjepaOptions(c.beta, c.placement), undefined, projector ? (x) => projector.forward(x) : undefined, { fullView: c.fullView ?? false });
+  const terms = jepaForward(nets, images, ctxMasks, tgtMasks, cjepaOptions(c.beta, c.placement, c.decorrelate), undefined, projector ? (x) => projector.forward(x) : undefined, { fullView: c.fullView ?? false });
   setPrecision('fp32');
   const keys = c.beta === 0 ? (['loss', 'jepa'] as const) : (['loss', 'jepa', 'vicreg', 'inv', 'var', 'cov'] as const);
   for (const k of keys) out[`terms.${k}`] = terms[k].detach().reshape([1]);
@@ -183,7 +185,7 @@ before(() => {
 
   // One Python process for all cases (importing torch is the slow part).
   const calls = CASES.map((c) => c.kind === 'jepa'
-    ? `ref_jepa.jepa_step(inp, out, '${c.name}/', dict(cfg, beta_vicreg=${c.beta}, placement='${c.placement}', projector=${c.projector ? 'True' : 'False'}, bf16=${c.bf16 ? 'True' : 'False'}, full_view=${c.fullView ? 'True' : 'False'}))`
+    ? `ref_jepa.jepa_step(inp, out, '${c.name}/', dict(cfg, beta_vicreg=${c.beta}, placement='${c.placement}', projector=${c.projector ? 'True' : 'False'}, bf16=${c.bf16 ? 'True' : 'False'}, full_view=${c.fullView ? 'True' : 'False'}, weights=dict(cfg['weights'], decorrelate='${c.decorrelate ?? 'covariance'}')))`
     : `ref_jepa.vicreg_step(inp, out, '${c.name}/', cfg)`);
   ref = runTorch([
     'import json, ref_jepa',
@@ -343,6 +345,13 @@ test('C-JEPA step with the patch-level placement matches the PyTorch reference',
 
 test('C-JEPA step with the context placement matches the PyTorch reference', (t) => {
   checkCase(t, 'cjepa_context', jepaCounts(6));
+});
+
+test('C-JEPA step with the correlation form of the decorrelation term matches the PyTorch reference', (t) => {
+  checkCase(t, 'cjepa_context_corr', jepaCounts(6));
+  // the option changes what is optimised: the cov term and the gradients differ from the covariance form
+  const corr = ours['cjepa_context_corr']!, cov = ours['cjepa_context']!;
+  assert.ok(Math.abs(corr['terms.cov']!.item() - cov['terms.cov']!.item()) > 1e-3 * Math.abs(cov['terms.cov']!.item()), 'correlation and covariance terms differ');
 });
 
 /** A two-view case: the JEPA networks' counts plus the projector's parameters. */

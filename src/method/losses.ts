@@ -12,10 +12,20 @@ export function ijepaLoss(z: Tensor, h: Tensor, distance: JepaDistance = 'smooth
 
 // ------------------------------------------------------------------ VICReg
 
+/** What the covariance term penalises: the official off-diagonal covariance, or the off-diagonal correlation. */
+export type Decorrelation = 'covariance' | 'correlation';
+export const DECORRELATIONS: readonly Decorrelation[] = ['covariance', 'correlation'];
+
 export interface VicregWeights {
   inv: number; // sim_coeff, official 25
   var: number; // std_coeff, official 25
   cov: number; // cov_coeff, official 1
+  /**
+   * 'covariance' (official) or 'correlation': the same sum over off-diagonal entries of the correlation
+   * matrix. Covariance falls as std^4, so on low-rank features it can be lowered by shrinking them, which
+   * holds the variance hinge in a stall; correlation can only be lowered by decorrelating.
+   */
+  decorrelate?: Decorrelation;
 }
 export const VICREG_WEIGHTS: VicregWeights = { inv: 25, var: 25, cov: 1 };
 
@@ -44,6 +54,11 @@ function offDiagCov(xc: Tensor): Tensor {
   return cov.square().sum().sub(cov.diagonal().square().sum()).div(d);
 }
 
+/** Sum of squared off-diagonal correlation entries / D (the standardisation uses the variance hinge's std). */
+function offDiagCorr(xc: Tensor): Tensor {
+  return offDiagCov(xc.div(xc.var(0).add(1e-4).sqrt()));
+}
+
 /** The official VICReg loss on two batches of embeddings x, y (B, D). */
 export function vicregLoss(x: Tensor, y: Tensor, w: VicregWeights = VICREG_WEIGHTS, allGather?: AllGather): VicregTerms {
   return tidy(() => {
@@ -52,7 +67,8 @@ export function vicregLoss(x: Tensor, y: Tensor, w: VicregWeights = VICREG_WEIGH
     const gy = allGather ? allGather(y) : y;
     const xc = gx.sub(gx.mean(0)), yc = gy.sub(gy.mean(0));
     const vr = varianceHinge(xc).div(2).add(varianceHinge(yc).div(2));
-    const cv = offDiagCov(xc).add(offDiagCov(yc));
+    const offDiag = w.decorrelate === 'correlation' ? offDiagCorr : offDiagCov;
+    const cv = offDiag(xc).add(offDiag(yc));
     const loss = inv.mul(w.inv).add(vr.mul(w.var)).add(cv.mul(w.cov));
     return { loss, inv, var: vr, cov: cv };
   });
@@ -150,7 +166,7 @@ export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pi
       const g = allGather ? allGather(flat) : flat;
       const c = g.sub(g.mean(0));
       const vr = varianceHinge(c);
-      const cv = offDiagCov(c);
+      const cv = o.weights.decorrelate === 'correlation' ? offDiagCorr(c) : offDiagCov(c);
       const loss = inv.mul(o.weights.inv).add(vr.mul(o.weights.var)).add(cv.mul(o.weights.cov));
       return { loss, inv, var: vr, cov: cv };
     }

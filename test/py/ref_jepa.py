@@ -200,8 +200,9 @@ def off_diagonal(m):
     return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
 
 
-def vicreg_loss(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0):
-    """The official VICReg criterion on (B, D) embeddings (one process: the gather is the identity)."""
+def vicreg_loss(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, decorrelate='covariance'):
+    """The official VICReg criterion on (B, D) embeddings (one process: the gather is the identity).
+    decorrelate='correlation': the cov term on the correlation matrix (each dimension divided by its std)."""
     batch_size, num_features = x.shape
     repr_loss = F.mse_loss(x, y)
     x = x - x.mean(dim=0)
@@ -209,6 +210,8 @@ def vicreg_loss(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0):
     std_x = torch.sqrt(x.var(dim=0) + 0.0001)
     std_y = torch.sqrt(y.var(dim=0) + 0.0001)
     std_loss = torch.mean(F.relu(1 - std_x)) / 2 + torch.mean(F.relu(1 - std_y)) / 2
+    if decorrelate == 'correlation':
+        x, y = x / std_x, y / std_y
     cov_x = (x.T @ x) / (batch_size - 1)
     cov_y = (y.T @ y) / (batch_size - 1)
     cov_loss = off_diagonal(cov_x).pow(2).sum() / num_features + off_diagonal(cov_y).pow(2).sum() / num_features
@@ -241,20 +244,23 @@ def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None):
         x, y = pooled[:half], pooled[half:]
         if proj is not None:
             x, y = proj(x), proj(y)
-        return vicreg_loss(x, y, w['inv'], w['var'], w['cov'])
+        return vicreg_loss(x, y, w['inv'], w['var'], w['cov'], w.get('decorrelate', 'covariance'))
     if placement == 'context':
         pred_mean = per_block.mean(dim=(0, 2))  # mean over every predicted token of the image
-        return vicreg_loss(ctx.mean(dim=1), pred_mean, w['inv'], w['var'], w['cov'])
+        return vicreg_loss(ctx.mean(dim=1), pred_mean, w['inv'], w['var'], w['cov'], w.get('decorrelate', 'covariance'))
     pooled = per_block.mean(dim=2)  # (M, B, D): one vector per (block, image)
     pairs = [(i, j) for i in range(M) for j in range(M) if i != j]  # ordered pairs of blocks
-    terms = [vicreg_loss(pooled[i], pooled[j], w['inv'], w['var'], w['cov']) for i, j in pairs]
+    terms = [vicreg_loss(pooled[i], pooled[j], w['inv'], w['var'], w['cov'], w.get('decorrelate', 'covariance')) for i, j in pairs]
     mean = {k: sum(t[k] for t in terms) / len(terms) for k in terms[0]}
     if placement == 'block-pair':
         return mean
     assert placement == 'patch'
     flat = z.reshape(-1, D)
     flat = flat - flat.mean(dim=0)
-    var = F.relu(1 - torch.sqrt(flat.var(dim=0) + 0.0001)).mean()
+    std = torch.sqrt(flat.var(dim=0) + 0.0001)
+    var = F.relu(1 - std).mean()
+    if w.get('decorrelate', 'covariance') == 'correlation':
+        flat = flat / std
     cov = off_diagonal(flat.T @ flat / (flat.shape[0] - 1)).pow(2).sum() / D
     loss = w['inv'] * mean['inv'] + w['var'] * var + w['cov'] * cov
     return dict(loss=loss, inv=mean['inv'], var=var, cov=cov)
