@@ -9,7 +9,8 @@
       ],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-parameter", "-Wno-deprecated-declarations", "<!@(node scripts/libtorch.mjs cflags)"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-parameter", "-Wno-deprecated-declarations", "-fopenmp", "<!@(node scripts/libtorch.mjs cflags)"],
+      "ldflags": ["-fopenmp"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "libraries": ["<!@(node scripts/libtorch.mjs ldflags)"]
     }

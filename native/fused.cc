@@ -9,6 +9,11 @@
 #include <ATen/autocast_mode.h>
 #include <array>
 #include <ATen/Parallel.h>
+// at::parallel_for is an inline template: in a file compiled without OpenMP it runs the whole range on one
+// thread (every fused kernel did, until binding.gyp gained -fopenmp), so refuse to build that way.
+#if AT_PARALLEL_OPENMP && !defined(_OPENMP)
+#error "compile the addon with -fopenmp (binding.gyp): libtorch's at::parallel_for is sequential without it"
+#endif
 #include <chrono>
 #include <cmath>
 #include <cstring>

@@ -18,8 +18,8 @@ export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor 
 
 /**
  * Fused kernels turned off by name (`CJEPA_UNFUSED=gelu,softmax,residual,layernorm`): the stock libtorch
- * ops run instead, with the same results up to float rounding. Default `gelu`: on the idle 2-core machine
- * the stock GELU made the step faster (bf16 338 vs 387 ms, fp32 782 vs 819; `cjepa bench --rows preset`);
+ * ops run instead, with the same results up to float rounding. Default `gelu`: the stock GELU is level
+ * with the fused one since the addon is built with OpenMP (before, every fused kernel ran on one thread);
  * `CJEPA_UNFUSED=` (empty) turns every fused kernel on.
  */
 const UNFUSED = new Set((process.env.CJEPA_UNFUSED ?? 'gelu').split(',').map((s) => s.trim()).filter(Boolean));
