@@ -54,9 +54,9 @@ function offDiagCov(xc: Tensor): Tensor {
   return cov.square().sum().sub(cov.diagonal().square().sum()).div(d);
 }
 
-/** Sum of squared off-diagonal correlation entries / D (the standardisation uses the variance hinge's std). */
-function offDiagCorr(xc: Tensor): Tensor {
-  return offDiagCov(xc.div(xc.var(0).add(1e-4).sqrt()));
+/** The cov term of one centred batch: off-diagonal covariance (official) or correlation (the hinge's std formula). */
+function decorrelationTerm(xc: Tensor, decorrelate: Decorrelation = 'covariance'): Tensor {
+  return offDiagCov(decorrelate === 'correlation' ? xc.div(xc.var(0).add(1e-4).sqrt()) : xc);
 }
 
 /** The official VICReg loss on two batches of embeddings x, y (B, D). */
@@ -67,8 +67,7 @@ export function vicregLoss(x: Tensor, y: Tensor, w: VicregWeights = VICREG_WEIGH
     const gy = allGather ? allGather(y) : y;
     const xc = gx.sub(gx.mean(0)), yc = gy.sub(gy.mean(0));
     const vr = varianceHinge(xc).div(2).add(varianceHinge(yc).div(2));
-    const offDiag = w.decorrelate === 'correlation' ? offDiagCorr : offDiagCov;
-    const cv = offDiag(xc).add(offDiag(yc));
+    const cv = decorrelationTerm(xc, w.decorrelate).add(decorrelationTerm(yc, w.decorrelate));
     const loss = inv.mul(w.inv).add(vr.mul(w.var)).add(cv.mul(w.cov));
     return { loss, inv, var: vr, cov: cv };
   });
@@ -166,7 +165,7 @@ export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pi
       const g = allGather ? allGather(flat) : flat;
       const c = g.sub(g.mean(0));
       const vr = varianceHinge(c);
-      const cv = o.weights.decorrelate === 'correlation' ? offDiagCorr(c) : offDiagCov(c);
+      const cv = decorrelationTerm(c, o.weights.decorrelate);
       const loss = inv.mul(o.weights.inv).add(vr.mul(o.weights.var)).add(cv.mul(o.weights.cov));
       return { loss, inv, var: vr, cov: cv };
     }

@@ -235,6 +235,7 @@ def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None):
     """z: predictor output (M B, Lt, D), block-major; ctx: context-encoder output (B, Lc, D)."""
     M = n_targets
     B = z.shape[0] // M
+    dec = w.get('decorrelate', 'covariance')
     D = z.shape[-1]
     per_block = z.view(M, B, -1, D)
     if placement == 'views':
@@ -244,13 +245,13 @@ def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None):
         x, y = pooled[:half], pooled[half:]
         if proj is not None:
             x, y = proj(x), proj(y)
-        return vicreg_loss(x, y, w['inv'], w['var'], w['cov'], w.get('decorrelate', 'covariance'))
+        return vicreg_loss(x, y, w['inv'], w['var'], w['cov'], dec)
     if placement == 'context':
         pred_mean = per_block.mean(dim=(0, 2))  # mean over every predicted token of the image
-        return vicreg_loss(ctx.mean(dim=1), pred_mean, w['inv'], w['var'], w['cov'], w.get('decorrelate', 'covariance'))
+        return vicreg_loss(ctx.mean(dim=1), pred_mean, w['inv'], w['var'], w['cov'], dec)
     pooled = per_block.mean(dim=2)  # (M, B, D): one vector per (block, image)
     pairs = [(i, j) for i in range(M) for j in range(M) if i != j]  # ordered pairs of blocks
-    terms = [vicreg_loss(pooled[i], pooled[j], w['inv'], w['var'], w['cov'], w.get('decorrelate', 'covariance')) for i, j in pairs]
+    terms = [vicreg_loss(pooled[i], pooled[j], w['inv'], w['var'], w['cov'], dec) for i, j in pairs]
     mean = {k: sum(t[k] for t in terms) / len(terms) for k in terms[0]}
     if placement == 'block-pair':
         return mean
@@ -259,7 +260,7 @@ def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None):
     flat = flat - flat.mean(dim=0)
     std = torch.sqrt(flat.var(dim=0) + 0.0001)
     var = F.relu(1 - std).mean()
-    if w.get('decorrelate', 'covariance') == 'correlation':
+    if dec == 'correlation':
         flat = flat / std
     cov = off_diagonal(flat.T @ flat / (flat.shape[0] - 1)).pow(2).sum() / D
     loss = w['inv'] * mean['inv'] + w['var'] * var + w['cov'] * cov
