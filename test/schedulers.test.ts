@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { CosineWDSchedule, WarmupCosineSchedule, momentumAt, autoEmaStart } from '../src/method/schedulers.js';
+import { CosineWDSchedule, WarmupCosineSchedule, momentumAt, autoEmaStart, betaVicregAt } from '../src/method/schedulers.js';
 
 /** Runs plain Python 3 (math module only) with a JSON input on stdin and parses the JSON it prints. */
 function py(code: string, input: unknown): unknown {
@@ -150,4 +150,16 @@ test("'auto' EMA start: 1 - 40/T within [0.99, 0.996]; the init share left at th
   let logShare = 0;
   for (let i = 0; i < T; i++) logShare += Math.log(momentumAt(i, T, m0, 1));
   assert.ok(Math.abs(logShare + 20) < 0.05, `log share ${logShare}`);
+});
+
+test('betaVicregAt: constant without decay; cosine from beta to 0 over decaySteps, then exactly 0', () => {
+  for (const step of [0, 1, 999, 100_000]) assert.equal(betaVicregAt(step, 0.1, 0), 0.1);
+  assert.equal(betaVicregAt(0, 0.1, 1000), 0.1);
+  close(betaVicregAt(250, 0.1, 1000), 0.1 * 0.5 * (1 + Math.SQRT1_2), 'quarter way: beta (1 + cos(pi/4)) / 2');
+  close(betaVicregAt(500, 0.1, 1000), 0.05, 'half way: beta / 2');
+  assert.ok(betaVicregAt(999, 0.1, 1000) > 0 && betaVicregAt(999, 0.1, 1000) < 1e-6, 'last decaying step is tiny but not 0');
+  assert.equal(betaVicregAt(1000, 0.1, 1000), 0);
+  assert.equal(betaVicregAt(5000, 0.1, 1000), 0);
+  for (let s = 1; s < 1000; s++) assert.ok(betaVicregAt(s, 0.1, 1000) <= betaVicregAt(s - 1, 0.1, 1000), `non-increasing at ${s}`);
+  assert.throws(() => betaVicregAt(-1, 0.1, 10), RangeError);
 });

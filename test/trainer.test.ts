@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { writeQuadrantIdx } from './util/synthetic.js';
 import { resolveConfig, type PretrainConfig } from '../src/config.js';
 import { pretrain } from '../src/method/trainer.js';
+import { betaVicregAt } from '../src/method/schedulers.js';
+import { lossFormula } from '../src/method/training_method.js';
 import { loadTensors } from '../src/io/tensors.js';
 import { resolveCheckpointDir } from '../src/method/checkpoint.js';
 import { maxAbsDiff } from './util/pytorch.js';
@@ -145,6 +147,21 @@ test('C-JEPA with padded contexts (masks.contextFit pad) trains: finite losses, 
   }
 });
 
+test('cjepa.betaDecaySteps: each logged loss is jepa + beta_t * vicreg with the cosine beta_t, then jepa alone', async () => {
+  const cfg = tinyConfig('cjepa', 'beta-decay', { cjepa: { betaVicreg: 0.1, betaDecaySteps: 4 } });
+  await pretrain(cfg, quiet);
+  const steps = readFileSync(join(cfg.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === 'step');
+  assert.equal(steps.length, 6);
+  for (const s of steps) { // logged step s is 0-based iteration s - 1
+    const beta = betaVicregAt(s.step - 1, 0.1, 4);
+    const want = s.terms.jepa + beta * s.terms.vicreg;
+    assert.ok(Math.abs(s.loss - want) <= 1e-5 * Math.max(1, Math.abs(want)), `step ${s.step}: loss ${s.loss} vs jepa + ${beta} vicreg = ${want}`);
+    if (s.step > 4) assert.equal(s.terms.vicreg, 0, `step ${s.step}: the regulariser is off after the decay`);
+    else assert.ok(s.terms.vicreg > 0, `step ${s.step}: the regulariser is on during the decay`);
+  }
+  assert.match(lossFormula(cfg), /0\.1→0 over 4 steps·vicreg/);
+});
+
 test('a non-finite loss stops training naming the step and the term, keeping the last checkpoint', async () => {
   const cfg = tinyConfig('ijepa', 'nan', { optim: { batch: 16, steps: 6, lr: 1e30, startLr: 1e30, warmupEpochs: 0 } });
   await assert.rejects(pretrain(cfg, quiet), /non-finite loss at step \d+: term 'loss'/);
@@ -157,6 +174,8 @@ test('bad config values are refused before any work, naming the field', () => {
   assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { viewInput: 'half' } }), /'cjepa\.viewInput' must be context or full/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { decorrelate: 'whiten' } }), /'cjepa\.decorrelate' must be one of covariance, correlation, got 'whiten'/);
   assert.throws(() => tinyConfig('vicreg', 'bad', { vicreg: { decorrelate: 'cov' } }), /'vicreg\.decorrelate'/);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { betaDecaySteps: 2.5 } }), /'cjepa\.betaDecaySteps'/);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { betaDecaySteps: -1 } }), /'cjepa\.betaDecaySteps'/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { aug: { viewScale: [0.5, 2] } }), /'aug\.viewScale\[1\]'/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { optim: { lrr: 1 } }), /unknown field 'optim\.lrr'/);
   assert.throws(() => resolveConfig(undefined, { method: 'simclr' }), /'method' must be cjepa, ijepa or vicreg/);

@@ -149,6 +149,19 @@ export function autoEmaStart(totalSteps: number): number {
   return Math.min(0.996, Math.max(0.99, 1 - 40 / totalSteps));
 }
 
+/**
+ * C-JEPA's VICReg weight at 0-based iteration `step`: `beta` throughout when decaySteps is 0, else a
+ * cosine from beta to 0 over the first decaySteps iterations and 0 afterwards (pure I-JEPA). The
+ * regulariser's early effect (rank where JEPA's early features have none) without its late cost
+ * (docs/results/cifar10-corr: a term that never lets go outweighs the JEPA loss).
+ */
+export function betaVicregAt(step: number, beta: number, decaySteps: number): number {
+  checkStep(step);
+  if (decaySteps === 0) return beta;
+  if (step >= decaySteps) return 0;
+  return beta * 0.5 * (1 + Math.cos((Math.PI * step) / decaySteps));
+}
+
 function checkStep(step: number): void {
   if (!Number.isInteger(step) || step < 0) throw new RangeError(`step must be an integer >= 0, got ${step}`);
 }

@@ -347,7 +347,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   /** forward + backward of one batch; returns the loss terms as numbers (throws on a non-finite one). */
   function trainStep(batch: Batch): Record<string, number> {
     return tidy(() => {
-      const terms = method.forward(batch);
+      const terms = method.forward(batch, step);
       const local: Record<string, number> = {};
       for (const [k, v] of Object.entries(terms)) local[k] = v.item();
       // the global batch's terms (each rank's are means over its rows): every rank sees the same values

@@ -32,8 +32,8 @@ export interface TrainingMethod {
   readonly evalEncoder: VisionTransformer;
   /** The encoder that receives gradients (the same as evalEncoder for VICReg). */
   readonly onlineEncoder: VisionTransformer;
-  /** Forward and loss of one batch: the terms, `loss` first (the caller runs backward). */
-  forward(batch: Batch): Record<string, Tensor>;
+  /** Forward and loss of one batch at 0-based iteration `step`: the terms, `loss` first (the caller runs backward). */
+  forward(batch: Batch, step?: number): Record<string, Tensor>;
   /** After the optimiser step (EMA of the target encoder); returns the momentum used, or null. */
   afterUpdate(step: number, totalSteps: number): number | null;
   /** Method state that a checkpoint must carry (mask sampler RNG). */
@@ -60,7 +60,8 @@ export function lossFormula(cfg: PretrainConfig): string {
   if (cfg.method === 'vicreg') return `loss = ${vic(cfg.vicreg)}`;
   const dist = cfg.loss.distance === 'l2' ? 'L2' : 'smooth L1';
   if (cfg.method === 'ijepa' || cfg.cjepa.betaVicreg === 0) return `loss = jepa (${dist} to the target encoder's blocks)`;
-  return `loss = jepa + ${w(cfg.cjepa.betaVicreg)}·vicreg (jepa: ${dist}; vicreg = ${vic(cfg.cjepa)}, placement ${cfg.cjepa.placement})`;
+  const beta = cfg.cjepa.betaDecaySteps > 0 ? `${w(cfg.cjepa.betaVicreg)}→0 over ${cfg.cjepa.betaDecaySteps} steps` : w(cfg.cjepa.betaVicreg);
+  return `loss = jepa + ${beta}·vicreg (jepa: ${dist}; vicreg = ${vic(cfg.cjepa)}, placement ${cfg.cjepa.placement})`;
 }
 
 /** The training method of a config: I-JEPA / C-JEPA (JepaMethod) or VICReg (VicregMethod). */
