@@ -518,6 +518,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   cj::RegisterOps(env, exports);
   cj::RegisterDistributed(env, exports);
   cj::RegisterFused(env, exports);
+  cj::RegisterProfiler(env, exports);
   return exports;
 }
 

@@ -64,5 +64,6 @@ void RegisterCore(Napi::Env env, Napi::Object exports);
 void RegisterOps(Napi::Env env, Napi::Object exports);
 void RegisterDistributed(Napi::Env env, Napi::Object exports);
 void RegisterFused(Napi::Env env, Napi::Object exports);  // native/fused.cc
+void RegisterProfiler(Napi::Env env, Napi::Object exports);  // native/profiler.cc
 
 }  // namespace cj

@@ -166,17 +166,32 @@ def main():
     imgs = inp['images']
     amp = (lambda: torch.autocast('cpu', dtype=torch.bfloat16)) if cfg['bf16'] else contextlib.nullcontext
     times = []
+    prof = None
+
+    def start_timed():  # the timed steps begin: CPU clock, and the op profiler when asked (cjepa bench --profile)
+        nonlocal prof
+        if cfg.get('profile'):
+            prof = torch.autograd.profiler.profile()
+            prof.__enter__()
+        return time.process_time()
+
+    def done():
+        if prof is not None:
+            prof.__exit__(None, None, None)
+            prof.export_chrome_trace(cfg['profile'])
     if cfg['kind'] == 'embed':
         enc.eval()
         for it in range(cfg['warmup'] + cfg['steps']):
             if it == cfg['warmup']:
-                c0 = time.process_time()
+                c0 = start_timed()
             t0 = time.perf_counter()
             with torch.no_grad(), amp():
                 enc(imgs).float()
             if it >= cfg['warmup']:
                 times.append(time.perf_counter() - t0)
-        print(json.dumps({'times': times, 'cpuMs': (time.process_time() - c0) * 1000 / cfg['steps'], 'hwmKiB': hwm_kib(), 'torch': torch.__version__}))
+        cpu_ms = (time.process_time() - c0) * 1000 / cfg['steps']
+        done()
+        print(json.dumps({'times': times, 'cpuMs': cpu_ms, 'hwmKiB': hwm_kib(), 'torch': torch.__version__}))
         return
     pred = Predictor(**cfg['predictor'])
     pred.load_state_dict({k[10:]: v for k, v in inp.items() if k.startswith('predictor.')})
@@ -193,7 +208,7 @@ def main():
     w = dict(inv=25, var=25, cov=1)
     for it in range(cfg['warmup'] + cfg['steps']):
         if it == cfg['warmup']:
-            c0 = time.process_time()
+            c0 = start_timed()
         t0 = time.perf_counter()
         with torch.no_grad():
             with amp():
@@ -215,7 +230,9 @@ def main():
                 k.data.mul_(0.996).add_((1.0 - 0.996) * q.detach().data)
         if it >= cfg['warmup']:
             times.append(time.perf_counter() - t0)
-    print(json.dumps({'times': times, 'cpuMs': (time.process_time() - c0) * 1000 / cfg['steps'], 'hwmKiB': hwm_kib(), 'torch': torch.__version__}))
+    cpu_ms = (time.process_time() - c0) * 1000 / cfg['steps']
+    done()
+    print(json.dumps({'times': times, 'cpuMs': cpu_ms, 'hwmKiB': hwm_kib(), 'torch': torch.__version__}))
 
 
 if __name__ == '__main__':

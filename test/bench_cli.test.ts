@@ -5,6 +5,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { opSelfTimes } from '../src/bench/profile.js';
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 
@@ -25,4 +28,35 @@ test('cjepa bench refuses an unknown row, naming the known ones', () => {
   const r = spawnSync(process.execPath, [MAIN, 'bench', '--rows', 'nope', '--no-pytorch'], { encoding: 'utf8' });
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /unknown bench row 'nope' \(known: preset/);
+});
+
+test('opSelfTimes: self time = duration minus nested ops on the same thread, per step, largest first', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cjepa-prof-'));
+  const path = join(dir, 't.json');
+  const X = (name: string, ts: number, dur: number, tid = 1) => ({ name, ph: 'X', ts, dur, tid, pid: 'CPU' });
+  // thread 1: linear [0, 100) holds addmm [10, 70) which holds copy_ [20, 30); then copy_ [100, 140)
+  // thread 2: mm [0, 50) overlapping thread 1 in time, not nested in it
+  writeFileSync(path, JSON.stringify([X('aten::copy_', 20, 10), X('aten::linear', 0, 100), X('aten::addmm', 10, 60), X('aten::copy_', 100, 40), X('aten::mm', 0, 50, 2), { name: 'meta', ph: 'M' }]));
+  const t = Object.fromEntries(opSelfTimes(path, 2).map((o) => [o.name, o]));
+  assert.deepEqual(Object.keys(t).sort(), ['aten::addmm', 'aten::copy_', 'aten::linear', 'aten::mm']);
+  assert.equal(t['aten::linear']!.selfMs, (100 - 60) / 1000 / 2);
+  assert.equal(t['aten::addmm']!.selfMs, (60 - 10) / 1000 / 2);
+  assert.equal(t['aten::copy_']!.selfMs, 50 / 1000 / 2);
+  assert.equal(t['aten::copy_']!.calls, 1);
+  assert.equal(t['aten::mm']!.selfMs, 50 / 1000 / 2);
+  assert.equal(opSelfTimes(path, 1)[0]!.name, 'aten::copy_', 'largest first');
+});
+
+test('cjepa bench --profile: both sides write libtorch op traces and the report compares them per op', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cjepa-bench-prof-'));
+  const r = spawnSync(process.execPath, [MAIN, 'bench', '--rows', 'tiny', '--steps', '1', '--warmup', '0', '--rounds', '1', '--precision', 'fp32', '--profile', dir], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const ours = join(dir, 'tiny-fp32-cjepa.trace.json');
+  assert.ok(existsSync(ours), ours);
+  const names = new Set((JSON.parse(readFileSync(ours, 'utf8')) as { name: string }[]).map((e) => e.name));
+  for (const op of ['aten::mm', 'aten::addmm']) assert.ok(names.has(op), `cjepa trace has ${op}`);
+  assert.match(r.stdout, /tiny fp32: libtorch op profiler, self time per step/);
+  const mm = r.stdout.split('\n').find((l) => l.startsWith('aten::mm '));
+  assert.ok(mm, 'aten::mm row in the per-op table');
+  if (existsSync(join(dir, 'tiny-fp32-pytorch.trace.json'))) assert.equal(mm!.trim().split(/\s+/).length, 5, `both sides in the row: ${mm}`);
 });

@@ -5,7 +5,7 @@
 // count (src/bench/rows.ts), the fraction of this machine's fp32 FMA peak (measured in the same run by
 // an FMA microkernel, native/fused.cc) and the ratios.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,7 @@ import { saveTensors } from '../io/tensors.js';
 import { VIT_SIZES } from '../nn/vit.js';
 import { BENCH_ROWS, rowConfig, rowFlops, type BenchRow, type MaskShape } from './rows.js';
 import type { ChildSpec } from './ours_child.js';
+import { opSelfTimes, formatProfiles, type OpTime } from './profile.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const TORCH_SCRIPT = join(HERE, '..', '..', '..', 'scripts', 'bench_torch.py');
@@ -33,6 +34,8 @@ export interface BenchOptions {
   precisions: ('fp32' | 'bf16')[];
   /** false: ours only */
   pytorch: boolean;
+  /** directory: after the timed rounds, one more profiled run per side (op profiles, not timed) */
+  profile?: string;
   log?: (line: string) => void;
 }
 
@@ -41,6 +44,8 @@ export interface RowResult {
   id: string; title: string; kind: string; batch: number; flops: number;
   fp32?: { ours: SideResult; pytorch?: SideResult; ratio?: number; cpuRatio?: number };
   bf16?: { ours: SideResult; pytorch?: SideResult; ratio?: number; cpuRatio?: number; ratioVsTorchFp32?: number; cpuRatioVsTorchFp32?: number };
+  /** with BenchOptions.profile: self time per op of each side, per precision */
+  profiles?: Partial<Record<'fp32' | 'bf16', { ours: OpTime[]; pytorch: OpTime[] | null; traces: string[] }>>;
 }
 export interface BenchReport {
   machine: string; threads: number; peakGflops: number; peakMethod: string; sgemmGflops: number;
@@ -93,17 +98,26 @@ export function writeInputs(row: BenchRow, path: string): MaskShape {
 
 interface ChildOut { times: number[]; cpuMs: number; hwmKiB: number }
 
+/** One more run of each side with the op profiler on (its times are not used: the profiler costs time). */
+function profileRow(id: string, row: BenchRow, input: string, precision: 'fp32' | 'bf16', withTorch: boolean, o: BenchOptions): { ours: OpTime[]; pytorch: OpTime[] | null; traces: string[] } {
+  mkdirSync(o.profile!, { recursive: true });
+  const ours = join(o.profile!, `${id}-${precision}-cjepa.trace.json`), theirs = join(o.profile!, `${id}-${precision}-pytorch.trace.json`);
+  runOurs({ row: id, precision, warmup: o.warmup, steps: o.steps, threads: o.threads, input, profile: ours });
+  if (withTorch) runTorch(row, input, precision === 'bf16', o, theirs);
+  return { ours: opSelfTimes(ours, o.steps), pytorch: withTorch ? opSelfTimes(theirs, o.steps) : null, traces: withTorch ? [ours, theirs] : [ours] };
+}
+
 function runOurs(spec: ChildSpec): ChildOut {
   const r = spawnSync(process.execPath, [join(HERE, 'ours_child.js'), JSON.stringify(spec)], { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`cjepa side of bench row '${spec.row}' failed: ${r.stderr || r.error}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildOut;
 }
 
-function runTorch(row: BenchRow, input: string, bf16: boolean, o: BenchOptions): ChildOut {
+function runTorch(row: BenchRow, input: string, bf16: boolean, o: BenchOptions, profile?: string): ChildOut {
   const cfg = rowConfig(row);
   const { embedDim, numHeads } = VIT_SIZES[row.model]!;
   const spec = {
-    kind: row.kind, threads: o.threads, warmup: o.warmup, steps: o.steps, bf16, beta_vicreg: cfg.cjepa.betaVicreg,
+    kind: row.kind, threads: o.threads, warmup: o.warmup, steps: o.steps, bf16, beta_vicreg: cfg.cjepa.betaVicreg, profile: profile ?? null,
     encoder: { img_size: row.imgSize, patch_size: row.patch, embed_dim: embedDim, depth: row.depth, num_heads: numHeads },
     predictor: { num_patches: (row.imgSize / row.patch) ** 2, embed_dim: embedDim, predictor_embed_dim: row.predictor.embedDim, depth: row.predictor.depth, num_heads: row.predictor.numHeads },
   };
@@ -147,6 +161,7 @@ export function runBench(o: BenchOptions): BenchReport {
         const st = torch.ok ? side(theirs, row, flops, peak.gflops) : undefined;
         res[precision] = { ours: so, pytorch: st, ratio: st ? so.ms / st.ms : undefined, cpuRatio: st ? so.cpuMs / st.cpuMs : undefined };
         log(`${id} ${precision}: ours ${so.ms.toFixed(0)} ms${st ? `, PyTorch ${st.ms.toFixed(0)} ms, ratio ${(so.ms / st.ms).toFixed(2)}` : ''}`);
+        if (o.profile) res.profiles = { ...res.profiles, [precision]: profileRow(id, row, input, precision, torch.ok, o) };
       }
       const f = res.fp32?.pytorch, b = res.bf16;
       if (b && f) { b.ratioVsTorchFp32 = b.ours.ms / f.ms; b.cpuRatioVsTorchFp32 = b.ours.cpuMs / f.cpuMs; }
@@ -190,6 +205,11 @@ export function formatBench(r: BenchReport): string {
   for (const l of lines) out.push(l.map((c, i) => (i < 3 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ').trimEnd());
   out.push('');
   for (const row of r.rows) out.push(`${row.id}: ${row.title}; ${(row.flops / 1e9).toFixed(1)} GFLOP per ${row.kind === 'step' ? 'step' : 'forward'}`);
+  for (const row of r.rows) {
+    for (const [p, prof] of Object.entries(row.profiles ?? {})) {
+      out.push('', formatProfiles(`${row.id} ${p}: libtorch op profiler, self time per ${row.kind === 'step' ? 'step' : 'forward'} (a separate profiled run; traces: ${prof.traces.join(', ')})`, prof.ours, prof.pytorch));
+    }
+  }
   return out.join('\n');
 }
 

@@ -10,7 +10,11 @@ import { emaUpdate } from '../method/ema.js';
 import { loadTensors } from '../io/tensors.js';
 import { BENCH_ROWS, rowConfig, stepLossOptions } from './rows.js';
 
-export interface ChildSpec { row: string; precision: 'fp32' | 'bf16'; warmup: number; steps: number; threads: number; input: string }
+export interface ChildSpec {
+  row: string; precision: 'fp32' | 'bf16'; warmup: number; steps: number; threads: number; input: string;
+  /** write libtorch's op profile of the timed steps here (Chrome trace) */
+  profile?: string;
+}
 
 /** Peak resident set of this process (KiB), from /proc/self/status; 0 where that is not readable. */
 export function vmHwmKiB(): number {
@@ -35,15 +39,17 @@ function main(spec: ChildSpec): { times: number[]; cpuMs: number; hwmKiB: number
   let cpu0 = process.cpuUsage();
   // CPU time of the timed steps (all threads): unlike wall time it does not grow while other processes hold the cores
   const cpuMs = () => { const c = process.cpuUsage(cpu0); return (c.user + c.system) / 1000 / spec.steps; };
+  const startTimed = () => { cpu0 = process.cpuUsage(); if (spec.profile) T.profilerStart(spec.profile); };
+  const done = () => { const cpu = cpuMs(); if (spec.profile) T.profilerStop(); return { times, cpuMs: cpu, hwmKiB: vmHwmKiB() }; };
   if (row.kind === 'embed') {
     nets.encoder.eval();
     for (let i = 0; i < spec.warmup + spec.steps; i++) {
       const t0 = performance.now();
-      if (i === spec.warmup) cpu0 = process.cpuUsage();
+      if (i === spec.warmup) startTimed();
       T.noGrad(() => T.tidy(() => { T.autocast(() => nets.encoder.forward(images)).float(); }));
       if (i >= spec.warmup) times.push((performance.now() - t0) / 1000);
     }
-    return { times, cpuMs: cpuMs(), hwmKiB: vmHwmKiB() };
+    return done();
   }
   const enc = nets.encoder, tgt = nets.targetEncoder!, pred = nets.predictor!;
   pred.loadStateDict(sub('predictor.'));
@@ -53,7 +59,7 @@ function main(spec: ChildSpec): { times: number[]; cpuMs: number; hwmKiB: number
   const opt = new AdamW(ijepaParamGroups([...enc.namedParameters('encoder.'), ...pred.namedParameters('predictor.')]));
   const o = stepLossOptions(cfg);
   for (let i = 0; i < spec.warmup + spec.steps; i++) {
-    if (i === spec.warmup) cpu0 = process.cpuUsage();
+    if (i === spec.warmup) startTimed();
     const t0 = performance.now();
     T.tidy(() => jepaForward({ encoder: enc, targetEncoder: tgt, predictor: pred }, images, ctx, tgtMasks, o).loss.backward());
     opt.update(1e-4, 0.04);
@@ -61,7 +67,7 @@ function main(spec: ChildSpec): { times: number[]; cpuMs: number; hwmKiB: number
     emaUpdate(tgt.parameters(), enc.parameters(), 0.996);
     if (i >= spec.warmup) times.push((performance.now() - t0) / 1000);
   }
-  return { times, cpuMs: cpuMs(), hwmKiB: vmHwmKiB() };
+  return done();
 }
 
 console.log(JSON.stringify(main(JSON.parse(process.argv[2]!) as ChildSpec)));

@@ -113,3 +113,11 @@ export function autocast<R>(fn: () => R): R {
     native.autocastExit(device, was);
   }
 }
+
+/**
+ * Starts libtorch's op profiler (the one under torch.autograd.profiler) on this thread; `profilerStop`
+ * writes what ran in between as a Chrome trace to `path` (src/bench/profile.ts reads it per op).
+ */
+export function profilerStart(path: string): void { native.profilerStart(path); }
+/** Stops the profiler started by `profilerStart` and writes its trace; returns the trace's path. */
+export function profilerStop(): string { return native.profilerStop() as string; }
