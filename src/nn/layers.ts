@@ -123,13 +123,15 @@ export class Attention extends Module {
     return tidy(() => {
       const [B, N, C] = x.shape as [number, number, number];
       const H = this.numHeads;
-      const qkv = this.qkv.forward(x).reshape([B, N, 3, H, C / H]).permute([2, 0, 3, 1, 4]);
-      const q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
-      const scores = q.matmul(k.transpose(-2, -1));
+      // chunk, not select: select's backward allocates and fills a zero (B, N, 3C) per slice, chunk's is one
+      // cat. k^T is made contiguous as (B, H, d, N), the layout PyTorch's matmul copies it to (same bf16 sums)
+      const d = C / H;
+      const [q, k, v] = this.qkv.forward(x).reshape([B, N, 3, H, d]).chunk(3, 2).map((t) => t.reshape([B, N, H, d])) as [Tensor, Tensor, Tensor];
+      const scores = q.permute([0, 2, 1, 3]).matmul(k.permute([0, 2, 3, 1]).contiguous());
       const attn = keyBias
         ? F.softmax(scores.mul(this.scale).add(keyBias), -1)  // padded keys get weight exactly 0
         : F.scaledSoftmax(scores, this.scale);  // softmax(q k^T * scale), one fused op
-      const out = attn.matmul(v).transpose(1, 2).reshape([B, N, C]);
+      const out = attn.matmul(v.permute([0, 2, 1, 3])).transpose(1, 2).reshape([B, N, C]);
       return this.proj.forward(out);
     });
   }
