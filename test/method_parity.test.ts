@@ -48,6 +48,8 @@ const CASES: Case[] = [
   { kind: 'jepa', name: 'cjepa_context', beta: 0.1, placement: 'context' },
   // the scale-free decorrelation term (cjepa.decorrelate: correlation)
   { kind: 'jepa', name: 'cjepa_context_corr', beta: 0.1, placement: 'context', decorrelate: 'correlation' },
+  // VICReg between the pooled context tokens and the EMA teacher's pooled view of the whole image
+  { kind: 'jepa', name: 'cjepa_target', beta: 0.1, placement: 'target' },
   // two views: the batch of 4 is read as view 1 of images {0, 1} then view 2 of the same images
   { kind: 'jepa', name: 'cjepa_views', beta: 0.1, placement: 'views', projector: true },
   // bf16 autocast on both sides (torch.autocast in the reference): compared at BF16_TOL
@@ -352,6 +354,13 @@ test('C-JEPA step with the correlation form of the decorrelation term matches th
   // the option changes what is optimised: the cov term and the gradients differ from the covariance form
   const corr = ours['cjepa_context_corr']!, cov = ours['cjepa_context']!;
   assert.ok(Math.abs(corr['terms.cov']!.item() - cov['terms.cov']!.item()) > 1e-3 * Math.abs(cov['terms.cov']!.item()), 'correlation and covariance terms differ');
+});
+
+test("C-JEPA step with the 'target' placement (context vs the teacher's whole image) matches the PyTorch reference", (t) => {
+  checkCase(t, 'cjepa_target', jepaCounts(6));
+  // the teacher side carries no gradient: the invariance term differs from the 'context' placement's
+  const tg = ours['cjepa_target']!, ctx = ours['cjepa_context']!;
+  assert.ok(Math.abs(tg['terms.inv']!.item() - ctx['terms.inv']!.item()) > 1e-3 * Math.abs(ctx['terms.inv']!.item()), 'target and context invariance terms differ');
 });
 
 /** A two-view case: the JEPA networks' counts plus the projector's parameters. */

@@ -88,9 +88,14 @@ export function vicregLoss(x: Tensor, y: Tensor, w: VicregWeights = VICREG_WEIGH
  *   views of each image (view 1 of every image, then view 2), the JEPA loss runs on both, and VICReg acts
  *   between the pooled context-encoder outputs of the two views of each image (after the optional
  *   projector); with `cjepa.viewInput: full` the trainer passes a full (unmasked) online-encoder pass as `ctx`.
+ * - 'target': VICReg between the pooled context-encoder output and the pooled target-encoder output of the
+ *   whole image (no gradient; both before the JEPA targets' layer norm): the masked view of
+ *   an image must agree with the EMA teacher's view of all of it, so the invariance term carries information
+ *   about the image ('context' pairs two functions of the same context, which any features satisfy). Free:
+ *   the target encoder has already seen the whole image for the JEPA targets.
  */
-export type CjepaPlacement = 'block-pair' | 'patch' | 'context' | 'views';
-export const CJEPA_PLACEMENTS: readonly CjepaPlacement[] = ['block-pair', 'patch', 'context', 'views'];
+export type CjepaPlacement = 'block-pair' | 'patch' | 'context' | 'views' | 'target';
+export const CJEPA_PLACEMENTS: readonly CjepaPlacement[] = ['block-pair', 'patch', 'context', 'views', 'target'];
 
 export interface CjepaOptions {
   betaVicreg: number; // overall weight, paper 0.001
@@ -111,17 +116,18 @@ export interface CjepaTerms {
 /**
  * z: predictions (M B, Lt, D), block-major; h: targets of the same shape; ctx: context-encoder
  * output (B, Lc, D) (used by the 'context' and 'views' placements). `projector` maps pooled (B, D)
- * embeddings before VICReg ('views' only; identity when absent). With betaVicreg = 0 the result is
- * I-JEPA's loss exactly (the regulariser is not even computed).
+ * embeddings before VICReg ('views' only; identity when absent). `teacher` (B, D): the pooled
+ * target-encoder output of each whole image ('target' only). With betaVicreg = 0 the result is I-JEPA's
+ * loss exactly (the regulariser is not even computed).
  */
-export function cjepaLoss(z: Tensor, h: Tensor, ctx: Tensor, nTargets: number, o: CjepaOptions, allGather?: AllGather, projector?: Projector, ctxValid?: Tensor): CjepaTerms {
+export function cjepaLoss(z: Tensor, h: Tensor, ctx: Tensor, nTargets: number, o: CjepaOptions, allGather?: AllGather, projector?: Projector, ctxValid?: Tensor, teacher?: Tensor): CjepaTerms {
   return tidy(() => {
     const jepa = ijepaLoss(z, h, o.distance);
     if (o.betaVicreg === 0) {
       const zero = jepa.mul(0).detach();
       return { loss: jepa, jepa, vicreg: zero, inv: zero, var: zero, cov: zero };
     }
-    const reg = cjepaRegulariser(z, ctx, nTargets, o, allGather, projector, ctxValid);
+    const reg = cjepaRegulariser(z, ctx, nTargets, o, allGather, projector, ctxValid, teacher);
     return { loss: jepa.add(reg.loss.mul(o.betaVicreg)), jepa, vicreg: reg.loss, inv: reg.inv, var: reg.var, cov: reg.cov };
   });
 }
@@ -136,8 +142,12 @@ export function poolTokens(x: Tensor, valid?: Tensor): Tensor {
 }
 
 /** ctxValid (B, Lc): 1 for real context tokens, 0 for padding (masks.contextFit 'pad'); absent: all real. */
-export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pick<CjepaOptions, 'weights' | 'placement'>, allGather?: AllGather, projector?: Projector, ctxValid?: Tensor): VicregTerms {
+export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pick<CjepaOptions, 'weights' | 'placement'>, allGather?: AllGather, projector?: Projector, ctxValid?: Tensor, teacher?: Tensor): VicregTerms {
   return tidy(() => {
+    if (o.placement === 'target') {
+      if (!teacher) throw new Error("C-JEPA 'target' placement: the pooled target-encoder output (teacher) is missing");
+      return vicregLoss(poolTokens(ctx, ctxValid), teacher, o.weights, allGather);
+    }
     if (o.placement === 'views') {
       const B2 = ctx.size(0);
       if (B2 % 2 !== 0) throw new Error(`C-JEPA 'views' placement: the batch must hold two views of each image, got ${B2} rows`);

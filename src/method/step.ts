@@ -43,10 +43,15 @@ export interface JepaNets {
 
 /** I-JEPA targets: layer-normed target-encoder features of all patches, then each target block. */
 export function jepaTargets(targetEncoder: VisionTransformer, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[]): Tensor {
+  return targetsAndTeacher(targetEncoder, images, ctx, tgt, false).h;
+}
+
+/** The JEPA targets and, when asked, the target encoder's output averaged over all patches of each image (B, D) (C-JEPA 'target'). */
+function targetsAndTeacher(targetEncoder: VisionTransformer, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], pooled: boolean): { h: Tensor; teacher?: Tensor } {
   return noGrad(() => tidy(() => {
     const h = autocast(() => targetEncoder.forward(images)).float();  // targets and losses in fp32
     const hn = F.layerNorm(h, [h.size(-1)]);
-    return repeatInterleaveBatch(applyMasks(hn, tgt), images.size(0), ctx.length);
+    return { h: repeatInterleaveBatch(applyMasks(hn, tgt), images.size(0), ctx.length), ...(pooled ? { teacher: h.mean(1) } : {}) };
   }));
 }
 
@@ -60,7 +65,7 @@ export interface JepaForwardOptions {
 /** C-JEPA / I-JEPA loss terms for one batch (I-JEPA is betaVicreg = 0). */
 export function jepaForward(nets: JepaNets, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], o: CjepaOptions, allGather?: AllGather, projector?: Projector, opts: JepaForwardOptions = {}) {
   return tidy(() => {
-    const h = jepaTargets(nets.targetEncoder, images, ctx, tgt);
+    const { h, teacher } = targetsAndTeacher(nets.targetEncoder, images, ctx, tgt, o.placement === 'target' && o.betaVicreg !== 0);
     const pad = opts.ctxPad;
     const full = (opts.fullView ?? false) && o.betaVicreg !== 0;
     const { zc, z, zr } = autocast(() => {
@@ -68,7 +73,7 @@ export function jepaForward(nets: JepaNets, images: Tensor, ctx: readonly Tensor
       const zr = full ? nets.encoder.forward(images) : zc;
       return { zc, z: nets.predictor.forward(zc, ctx, tgt, pad?.keyBias), zr };
     });
-    return cjepaLoss(z.float(), h, zr.float(), tgt.length, o, allGather, projector, full ? undefined : pad?.valid);
+    return cjepaLoss(z.float(), h, zr.float(), tgt.length, o, allGather, projector, full ? undefined : pad?.valid, teacher);
   });
 }
 

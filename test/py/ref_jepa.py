@@ -231,8 +231,9 @@ def expander(dims):
 # ----------------------------------------------------------------------------- C-JEPA (docs/method.md)
 
 
-def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None):
-    """z: predictor output (M B, Lt, D), block-major; ctx: context-encoder output (B, Lc, D)."""
+def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None, teacher=None):
+    """z: predictor output (M B, Lt, D), block-major; ctx: context-encoder output (B, Lc, D);
+    teacher: the target-encoder output averaged over all patches (B, D), no gradient."""
     M = n_targets
     B = z.shape[0] // M
     dec = w.get('decorrelate', 'covariance')
@@ -246,6 +247,8 @@ def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None):
         if proj is not None:
             x, y = proj(x), proj(y)
         return vicreg_loss(x, y, w['inv'], w['var'], w['cov'], dec)
+    if placement == 'target':
+        return vicreg_loss(ctx.mean(dim=1), teacher, w['inv'], w['var'], w['cov'], dec)
     if placement == 'context':
         pred_mean = per_block.mean(dim=(0, 2))  # mean over every predicted token of the image
         return vicreg_loss(ctx.mean(dim=1), pred_mean, w['inv'], w['var'], w['cov'], dec)
@@ -341,6 +344,7 @@ def jepa_step(inp, out, tag, cfg):
     with torch.no_grad():
         with autocast():
             h = target_encoder(imgs)
+        teacher = h.float().mean(dim=1)  # C-JEPA 'target' placement: before the targets' layer norm
         h = F.layer_norm(h.float(), (h.size(-1),))
         h = repeat_interleave_batch(apply_masks(h, masks_pred), len(imgs), repeat=len(masks_enc))
     with autocast():
@@ -352,7 +356,7 @@ def jepa_step(inp, out, tag, cfg):
     jepa = F.smooth_l1_loss(z, h)
     loss = jepa
     if cfg['beta_vicreg'] != 0:
-        reg = cjepa_regulariser(z, reg_in, len(masks_pred), cfg['placement'], cfg['weights'], proj)
+        reg = cjepa_regulariser(z, reg_in, len(masks_pred), cfg['placement'], cfg['weights'], proj, teacher)
         loss = jepa + cfg['beta_vicreg'] * reg['loss']
         for k, name in (('loss', 'vicreg'), ('inv', 'inv'), ('var', 'var'), ('cov', 'cov')):
             out[f'{tag}terms.{name}'] = _scalar(reg[k])
