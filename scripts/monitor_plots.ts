@@ -1,13 +1,17 @@
 // The live collapse monitors of several runs on one chart: centred RankMe and normalised std of the
 // evaluated (target) encoder against images seen (steps x batch x views), from each run's metrics.jsonl,
 // and, where the run has reproduce's evaluations (eval.json), k-NN@20 of the target and online encoders.
-//   node dist/scripts/monitor_plots.js <out dir> <label>=<run dir>[:<images per step>] ...
+//   node dist/scripts/monitor_plots.js [--until=<step>] <out dir> <label>=<run dir>[:<images per step>] ...
+// --until drops monitor lines and evaluations after that step (runs of different lengths on one x range).
 import { readFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeLineChartPng } from '../src/util/plot.js';
 import type { MonitorLog } from '../src/method/trainer.js';
 
-const [out, ...specs] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const until = args[0]?.startsWith('--until=') ? Number(args.shift()!.slice('--until='.length)) : Infinity;
+if (!(until > 0)) throw new Error('--until=<step> needs a step > 0');
+const [out, ...specs] = args;
 if (!out || specs.length === 0) throw new Error('usage: monitor_plots <out dir> <label>=<run dir>[:<images per step>] ...');
 mkdirSync(out, { recursive: true });
 const runs = specs.map((s) => {
@@ -15,10 +19,11 @@ const runs = specs.map((s) => {
   if (!m) throw new Error(`bad run spec '${s}' (expected label=dir[:images per step])`);
   const [, label, dir, per] = m;
   const mons = readFileSync(join(dir!, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as MonitorLog & { rankme_centred?: number })
-    .filter((l) => l.kind === 'monitor');
+    .filter((l) => l.kind === 'monitor' && l.step <= until);
   // reproduce's cached evaluations: { key: { run, step, knn20, ... } }, online rows named '<run>/online'
   const evalFile = join(dir!, 'eval.json');
-  const evals = existsSync(evalFile) ? Object.values(JSON.parse(readFileSync(evalFile, 'utf8')) as Record<string, { run: string; step: number; knn20: number }>) : [];
+  const evals = (existsSync(evalFile) ? Object.values(JSON.parse(readFileSync(evalFile, 'utf8')) as Record<string, { run: string; step: number; knn20: number }>) : [])
+    .filter((e) => e.step <= until);
   return { label: label!, perStep: Number(per ?? 64), mons, evals };
 });
 const x = (r: (typeof runs)[number]) => r.mons.map((l) => (l.step * r.perStep) / 1000);
