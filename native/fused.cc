@@ -237,6 +237,37 @@ static bool Fusable(const at::Tensor& t) {
   return t.device().is_cpu() && t.layout() == at::kStrided && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16);
 }
 
+// bf16 GELU by table: a bf16 input has 65,536 possible values, so the forward is a lookup in at::gelu's own
+// outputs for all of them (bit-identical to the stock op) and the backward multiplies by ATen's fp32
+// derivative at that value (the stock bf16 backward computes the same product in fp32), rounded once.
+struct GeluTables { std::vector<uint16_t> fwd; std::vector<float> deriv; };
+static const GeluTables& Bf16GeluTables() {
+  static const GeluTables t = [] {
+    at::NoGradGuard ng;
+    at::Tensor bits = at::arange(65536, at::kInt).to(at::kShort);  // every bf16 bit pattern, as int16
+    at::Tensor x = at::empty({65536}, at::kBFloat16);
+    std::memcpy(x.data_ptr(), bits.contiguous().data_ptr(), 65536 * 2);
+    GeluTables g{std::vector<uint16_t>(65536), std::vector<float>(65536)};
+    at::Tensor y = at::gelu(x).contiguous();
+    std::memcpy(g.fwd.data(), y.data_ptr(), 65536 * 2);
+    at::Tensor xf = x.to(at::kFloat);
+    at::Tensor d = at::gelu_backward(at::ones_like(xf), xf).contiguous();
+    std::memcpy(g.deriv.data(), d.data_ptr(), 65536 * 4);
+    return g;
+  }();
+  return t;
+}
+CJ_KERNEL static void GeluFwdBf16Table(const uint16_t* x, uint16_t* y, int64_t n, const uint16_t* table) {
+  for (int64_t i = 0; i < n; i++) y[i] = table[x[i]];
+}
+CJ_KERNEL static void GeluBwdBf16Table(const uint16_t* g, const uint16_t* x, uint16_t* dx, int64_t n, const float* deriv) {
+  for (int64_t i = 0; i < n; i++) dx[i] = FToBf16(Bf16ToF(g[i]) * deriv[x[i]]);
+}
+static bool GeluTableOn() {
+  static const bool on = [] { const char* v = std::getenv("CJEPA_GELU_TABLE"); return !(v && std::string(v) == "0"); }();
+  return on;
+}
+
 at::Tensor FusedGeluForward(const at::Tensor& x0) {
   if (!Fusable(x0)) return at::gelu(x0);
   at::Tensor x = x0.contiguous();
@@ -249,7 +280,12 @@ at::Tensor FusedGeluForward(const at::Tensor& x0) {
   } else {
     auto* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
     auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
-    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { GeluFwdBf16(xp + b, yp + b, e - b); });
+    if (GeluTableOn()) {
+      const uint16_t* table = Bf16GeluTables().fwd.data();
+      at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { GeluFwdBf16Table(xp + b, yp + b, e - b, table); });
+    } else {
+      at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { GeluFwdBf16(xp + b, yp + b, e - b); });
+    }
   }
   return y;
 }
@@ -267,7 +303,12 @@ at::Tensor FusedGeluBackward(const at::Tensor& g0, const at::Tensor& x0) {
     auto* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
     auto* gp = reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>());
     auto* dp = reinterpret_cast<uint16_t*>(dx.data_ptr<at::BFloat16>());
-    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { GeluBwdBf16(gp + b, xp + b, dp + b, e - b); });
+    if (GeluTableOn()) {
+      const float* deriv = Bf16GeluTables().deriv.data();
+      at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { GeluBwdBf16Table(gp + b, xp + b, dp + b, e - b, deriv); });
+    } else {
+      at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { GeluBwdBf16(gp + b, xp + b, dp + b, e - b); });
+    }
   }
   return dx;
 }

@@ -37,6 +37,20 @@ test('fused GELU (fp32): forward and backward within 1e-6 of libtorch gelu and o
   assert.ok(maxAbsDiff(dx, ref['dx']!) < 2e-6, `backward vs PyTorch ${maxAbsDiff(dx, ref['dx']!)}`);
 });
 
+test('bf16 GELU by table: the forward is bit-identical to libtorch gelu; the backward rounds the same fp32 product', () => {
+  // 200,000 values over the whole useful range, tails and the region around 0 included
+  const x = T.randn([200_000], { generator: new T.Generator(11) }).mul(6).to('bfloat16');
+  const g = T.randn([200_000], { generator: new T.Generator(12) }).to('bfloat16');
+  const [y, dx] = geluAndGrad((t) => F.fusedGelu(t), x, g);
+  const [ys, dxs] = geluAndGrad((t) => t.gelu(), x, g);
+  assert.equal(maxAbsDiff(y.float(), ys.float()), 0, 'forward: a lookup in at::gelu outputs');
+  // stock: round(g * (Phi(x) + x phi(x))) in fp32; the table holds ATen's fp32 derivative, so at most an fp32 ulp apart
+  const differs = T.tidy(() => dx.float().ne(dxs.float()).float().sum().item());
+  assert.ok(differs <= 200, `backward: ${differs} of 200,000 elements differ from at::gelu_backward`);
+  const relStep = T.tidy(() => dx.float().sub(dxs.float()).abs().div(dxs.float().abs().add(1e-3)).max().item());
+  assert.ok(relStep <= 2 ** -8 + 1e-6, `backward within one bf16 step: ${relStep}`);
+});
+
 test('fused GELU (bf16): forward and backward within one bf16 rounding of libtorch gelu, dtype kept', () => {
   const x = input('bfloat16');
   const g = T.randn([37, 129], { generator: new T.Generator(8) }).to('bfloat16');
