@@ -1,6 +1,7 @@
 // libtorch's own op profiler (the legacy RecordFunction profiler under torch.autograd.profiler), so a
 // cjepa step can be broken down by ATen op exactly as a PyTorch step is: profilerStart() on the calling
-// thread, profilerStop(path) writes a Chrome trace (chrome://tracing, or scripts/profile_summary.py).
+// thread, profilerStop() writes a Chrome trace to the path given at the start (chrome://tracing, or
+// src/bench/profile.ts for self time per op).
 #include "common.h"
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <memory>
