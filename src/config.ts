@@ -44,6 +44,8 @@ export interface PretrainConfig {
     betaVicreg: number; inv: number; var: number; cov: number;
     /** 0: betaVicreg throughout; N > 0: betaVicreg cosine-decays to 0 over the first N steps (then I-JEPA) */
     betaDecaySteps: number;
+    /** the step the decay begins (betaVicreg until then); 0: from the first step */
+    betaDecayStart: number;
     /** what the cov term penalises: 'covariance' (official) or the scale-free 'correlation' */
     decorrelate: Decorrelation;
     placement: CjepaPlacement;
@@ -96,7 +98,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   },
   loss: { distance: 'smooth_l1' },
   // context placement: the regulariser must act on the encoder (docs/results/cifar10-ablation/)
-  cjepa: { betaVicreg: 0.001, betaDecaySteps: 0, inv: 25, var: 25, cov: 1, decorrelate: 'covariance', placement: 'context', projector: [], viewAug: 'vicreg', viewInput: 'context' },
+  cjepa: { betaVicreg: 0.001, betaDecaySteps: 0, betaDecayStart: 0, inv: 25, var: 25, cov: 1, decorrelate: 'covariance', placement: 'context', projector: [], viewAug: 'vicreg', viewInput: 'context' },
   vicreg: { inv: 25, var: 25, cov: 1, decorrelate: 'covariance', expander: [768, 768, 768] },
   optim: {
     batch: 128, epochs: 10, steps: 0, lr: 1e-3, startLr: 2e-4, finalLr: 1e-6, warmupEpochs: 1, scaleWarmup: true,
@@ -189,6 +191,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   if (!['smooth_l1', 'l2'].includes(c.loss.distance)) fail('loss.distance', `must be smooth_l1 or l2, got '${c.loss.distance}'`);
   num('cjepa.betaVicreg', c.cjepa.betaVicreg, { min: 0 });
   num('cjepa.betaDecaySteps', c.cjepa.betaDecaySteps, { int: true, min: 0 });
+  num('cjepa.betaDecayStart', c.cjepa.betaDecayStart, { int: true, min: 0 });
   for (const k of ['inv', 'var', 'cov'] as const) { num(`cjepa.${k}`, c.cjepa[k], { min: 0 }); num(`vicreg.${k}`, c.vicreg[k], { min: 0 }); }
   for (const k of ['cjepa', 'vicreg'] as const) {
     if (!DECORRELATIONS.includes(c[k].decorrelate)) fail(`${k}.decorrelate`, `must be one of ${DECORRELATIONS.join(', ')}, got '${c[k].decorrelate}'`);

@@ -162,4 +162,11 @@ test('betaVicregAt: constant without decay; cosine from beta to 0 over decayStep
   assert.equal(betaVicregAt(5000, 0.1, 1000), 0);
   for (let s = 1; s < 1000; s++) assert.ok(betaVicregAt(s, 0.1, 1000) <= betaVicregAt(s - 1, 0.1, 1000), `non-increasing at ${s}`);
   assert.throws(() => betaVicregAt(-1, 0.1, 10), RangeError);
+  // a decay that starts at step 4,000: beta until then, the same cosine shifted, 0 from 5,000
+  for (const step of [0, 3999]) assert.equal(betaVicregAt(step, 0.1, 1000, 4000), 0.1);
+  close(betaVicregAt(4500, 0.1, 1000, 4000), 0.05, 'half way through a shifted decay: beta / 2');
+  for (const s of [4000, 4250, 4999]) assert.equal(betaVicregAt(s, 0.1, 1000, 4000), betaVicregAt(s - 4000, 0.1, 1000));
+  assert.equal(betaVicregAt(5000, 0.1, 1000, 4000), 0);
+  assert.equal(betaVicregAt(100, 0.1, 0, 4000), 0.1, 'no decay steps: no decay, whatever the start');
+  assert.throws(() => betaVicregAt(10, 0.1, 10, 1.5), RangeError);
 });

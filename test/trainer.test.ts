@@ -147,19 +147,21 @@ test('C-JEPA with padded contexts (masks.contextFit pad) trains: finite losses, 
   }
 });
 
-test('cjepa.betaDecaySteps: each logged loss is jepa + beta_t * vicreg with the cosine beta_t, then jepa alone', async () => {
-  const cfg = tinyConfig('cjepa', 'beta-decay', { cjepa: { betaVicreg: 0.1, betaDecaySteps: 4 } });
+test('cjepa.betaDecayStart/Steps: each logged loss is jepa + beta_t * vicreg (beta, then the cosine), then jepa alone', async () => {
+  const cfg = tinyConfig('cjepa', 'beta-decay', { cjepa: { betaVicreg: 0.1, betaDecayStart: 1, betaDecaySteps: 3 } });
   await pretrain(cfg, quiet);
   const steps = readFileSync(join(cfg.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === 'step');
   assert.equal(steps.length, 6);
   for (const s of steps) { // logged step s is 0-based iteration s - 1
-    const beta = betaVicregAt(s.step - 1, 0.1, 4);
+    const beta = betaVicregAt(s.step - 1, 0.1, 3, 1);
+    if (s.step === 1) assert.equal(beta, 0.1, 'before the decay starts: beta itself');
     const want = s.terms.jepa + beta * s.terms.vicreg;
     assert.ok(Math.abs(s.loss - want) <= 1e-5 * Math.max(1, Math.abs(want)), `step ${s.step}: loss ${s.loss} vs jepa + ${beta} vicreg = ${want}`);
     if (s.step > 4) assert.equal(s.terms.vicreg, 0, `step ${s.step}: the regulariser is off after the decay`);
     else assert.ok(s.terms.vicreg > 0, `step ${s.step}: the regulariser is on during the decay`);
   }
-  assert.match(lossFormula(cfg), /0\.1→0 over 4 steps·vicreg/);
+  assert.match(lossFormula(cfg), /0\.1→0 over steps 1-4·vicreg/);
+  assert.match(lossFormula({ ...cfg, cjepa: { ...cfg.cjepa, betaDecayStart: 0 } }), /0\.1→0 over 3 steps·vicreg/);
 });
 
 test('a non-finite loss stops training naming the step and the term, keeping the last checkpoint', async () => {
@@ -176,6 +178,7 @@ test('bad config values are refused before any work, naming the field', () => {
   assert.throws(() => tinyConfig('vicreg', 'bad', { vicreg: { decorrelate: 'cov' } }), /'vicreg\.decorrelate'/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { betaDecaySteps: 2.5 } }), /'cjepa\.betaDecaySteps'/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { betaDecaySteps: -1 } }), /'cjepa\.betaDecaySteps'/);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { betaDecayStart: -5 } }), /'cjepa\.betaDecayStart'/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { aug: { viewScale: [0.5, 2] } }), /'aug\.viewScale\[1\]'/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { optim: { lrr: 1 } }), /unknown field 'optim\.lrr'/);
   assert.throws(() => resolveConfig(undefined, { method: 'simclr' }), /'method' must be cjepa, ijepa or vicreg/);

@@ -63,7 +63,7 @@ export class JepaMethod implements TrainingMethod {
     const images = this.twoViews ? cat(batch.views.map((v) => tensor(v, batch.shape, onDefaultDevice())), 0) : tensor(batch.views[0]!, batch.shape, onDefaultDevice());
     const masks = maskTensors(this.sampleMasks(images.size(0)));
     const projector = this.projector ? (x: Tensor) => this.projector!.forward(x) : undefined;
-    const options = { ...this.options, betaVicreg: betaVicregAt(step, this.options.betaVicreg, this.cfg.cjepa.betaDecaySteps) };
+    const options = { ...this.options, betaVicreg: betaVicregAt(step, this.options.betaVicreg, this.cfg.cjepa.betaDecaySteps, this.cfg.cjepa.betaDecayStart) };
     const t = jepaForward({ encoder: this.encoder, targetEncoder: this.targetEncoder, predictor: this.predictor }, images, masks.ctx, masks.tgt, options, this.shard.allGather, projector, { fullView: this.twoViews && this.cfg.cjepa.viewInput === 'full', ctxPad: masks.ctxPad });
     return this.cfg.method === 'ijepa' ? { loss: t.loss } : { ...t };
   }

@@ -150,16 +150,17 @@ export function autoEmaStart(totalSteps: number): number {
 }
 
 /**
- * C-JEPA's VICReg weight at 0-based iteration `step`: `beta` throughout when decaySteps is 0, else a
- * cosine from beta to 0 over the first decaySteps iterations and 0 afterwards (pure I-JEPA). The
- * regulariser's early effect (rank where JEPA's early features have none) without its late cost
- * (docs/results/cifar10-corr: a term that never lets go outweighs the JEPA loss).
+ * C-JEPA's VICReg weight at 0-based iteration `step`: `beta` throughout when decaySteps is 0, else
+ * `beta` until step `start`, a cosine from beta to 0 over the next decaySteps iterations, and 0
+ * afterwards (pure I-JEPA). The regulariser's early effect (rank where JEPA's early features have none)
+ * without its late cost (docs/results/cifar10-corr: a term that never lets go outweighs the JEPA loss).
  */
-export function betaVicregAt(step: number, beta: number, decaySteps: number): number {
+export function betaVicregAt(step: number, beta: number, decaySteps: number, start = 0): number {
   checkStep(step);
-  if (decaySteps === 0) return beta;
-  if (step >= decaySteps) return 0;
-  return beta * 0.5 * (1 + Math.cos((Math.PI * step) / decaySteps));
+  if (!Number.isInteger(start) || start < 0) throw new RangeError(`decay start must be an integer >= 0, got ${start}`);
+  if (decaySteps === 0 || step < start) return beta;
+  if (step >= start + decaySteps) return 0;
+  return beta * 0.5 * (1 + Math.cos((Math.PI * (step - start)) / decaySteps));
 }
 
 function checkStep(step: number): void {

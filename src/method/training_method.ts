@@ -60,7 +60,8 @@ export function lossFormula(cfg: PretrainConfig): string {
   if (cfg.method === 'vicreg') return `loss = ${vic(cfg.vicreg)}`;
   const dist = cfg.loss.distance === 'l2' ? 'L2' : 'smooth L1';
   if (cfg.method === 'ijepa' || cfg.cjepa.betaVicreg === 0) return `loss = jepa (${dist} to the target encoder's blocks)`;
-  const beta = cfg.cjepa.betaDecaySteps > 0 ? `${w(cfg.cjepa.betaVicreg)}→0 over ${cfg.cjepa.betaDecaySteps} steps` : w(cfg.cjepa.betaVicreg);
+  const { betaVicreg, betaDecaySteps: n, betaDecayStart: s0 } = cfg.cjepa;
+  const beta = n === 0 ? w(betaVicreg) : s0 === 0 ? `${w(betaVicreg)}→0 over ${n} steps` : `${w(betaVicreg)}→0 over steps ${s0}-${s0 + n}`;
   return `loss = jepa + ${beta}·vicreg (jepa: ${dist}; vicreg = ${vic(cfg.cjepa)}, placement ${cfg.cjepa.placement})`;
 }
 
