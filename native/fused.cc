@@ -8,6 +8,11 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <ATen/autocast_mode.h>
 #include <array>
+#ifdef CJEPA_DNNL
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+#include <optional>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <ATen/Parallel.h>
 // at::parallel_for is an inline template: in a file compiled without OpenMP it runs the whole range on one
 // thread (every fused kernel did, until binding.gyp gained -fopenmp), so refuse to build that way.
@@ -19,6 +24,7 @@
 #include <cstring>
 #include <cstdlib>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -439,6 +445,96 @@ static at::Tensor LayerNormToLinear(const at::Tensor& x, const at::Tensor& w, co
   return LayerNormToBf16Fn::apply(x, w, b, eps);  // only raw kernels inside: nothing for autocast to recast
 }
 
+#ifdef CJEPA_DNNL
+// c (M, N) = a (M, K) b (K, N) [+ bias (N)] by a oneDNN matmul, a and b with any strides, c contiguous, all
+// fp32 or all bf16 (fp32 accumulation, one rounding; a bias is added to the accumulator, as addmm's beta-1
+// sum adds C: in bf16 the same values as ATen's addmm). The same libdnnl that libtorch runs on, called
+// without ATen's ideep layer and its C pre-filled with the bias, which together cost 30-35 % more time per
+// bf16 Linear forward (primitives come from oneDNN's cache after a shape's first call).
+static bool DnnlOn() {
+  static const bool on = [] { const char* v = std::getenv("CJEPA_DNNL"); return !(v && std::string(v) == "0"); }();
+  return on;
+}
+static void DnnlMatmul(const at::Tensor& a0, const at::Tensor& b0, const at::Tensor* bias, at::Tensor& c) {
+  // oneDNN takes any positive strides; a broadcast (stride 0) operand, e.g. the gradient of a mean, is copied
+  auto plain = [](const at::Tensor& t) { return t.stride(0) >= 1 && t.stride(1) >= 1 ? t : t.contiguous(); };
+  at::Tensor a = plain(a0), b = plain(b0);
+  using dt = dnnl::memory::data_type;
+  dt type = a.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  dnnl::memory::desc src({M, K}, type, {a.stride(0), a.stride(1)});
+  dnnl::memory::desc wei({K, N}, type, {b.stride(0), b.stride(1)});
+  dnnl::memory::desc dst({M, N}, type, {N, 1});
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, dnnl::memory(src, engine, a.data_ptr())},
+                                             {DNNL_ARG_WEIGHTS, dnnl::memory(wei, engine, b.data_ptr())},
+                                             {DNNL_ARG_DST, dnnl::memory(dst, engine, c.data_ptr())}};
+  dnnl::memory::desc bia;
+  if (bias) {
+    bia = dnnl::memory::desc({1, N}, type, {N, 1});
+    args.emplace(DNNL_ARG_BIAS, dnnl::memory(bia, engine, bias->data_ptr()));
+  }
+  dnnl::matmul::primitive_desc pd(bias ? dnnl::matmul::desc(src, wei, bia, dst) : dnnl::matmul::desc(src, wei, dst), engine);
+  dnnl::stream stream(engine);
+  dnnl::matmul(pd).execute(stream, args);
+  stream.wait();
+}
+
+// Linear with a bias as one autograd node. Forward: the oneDNN matmul above, the bias in its epilogue.
+// Backward: AddmmBackward's (mm_mat1_backward / mm_mat2_backward for a row-major input and a transposed
+// weight, the engine's sum_to for the bias), so the gradients are libtorch's own for the same output.
+struct LinearBiasFn : public torch::autograd::Function<LinearBiasFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+    at::Tensor out = at::empty({x.size(0), w.size(0)}, x.options(), at::MemoryFormat::Contiguous);
+    at::Tensor bc = b.contiguous();
+    DnnlMatmul(x, w.t(), &bc, out);
+    ctx->save_for_backward({x, w});
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    auto v = ctx->get_saved_variables();
+    const at::Tensor &x = v[0], &w = v[1], &g = go[0];
+    at::Tensor dx, dw, db;
+    if (ctx->needs_input_grad(0)) {
+      bool colMajor = x.stride(0) == 1 && x.stride(1) == x.size(0);  // mm_mat1_backward's special case
+      dx = colMajor ? w.t().mm(g.t()).t() : g.mm(w);
+    }
+    if (ctx->needs_input_grad(1)) dw = g.t().mm(x);  // (grad^T mat1)^T for the column-major w.t(), transposed back
+    if (ctx->needs_input_grad(2)) db = at::sum_to(g, w.sizes().slice(0, 1));  // the engine's sum_to for the expanded bias
+    return {dx, dw, db};
+  }
+};
+#endif
+
+// F.linear: LinearBiasFn for bf16 where at::linear would call addmm (a 2-D input, or a contiguous 3-D one,
+// with a bias), with autocast's casts made first as its linear wrapper makes them. fp32 stays at::linear
+// (OpenBLAS there: oneDNN's fp32 sums in another order, 1e-7 apart, and fp32 is the exact-parity mode), as
+// does anything else and an addon built without oneDNN.
+static at::Tensor FusedLinear(const at::Tensor& x0, const at::Tensor& w0, const c10::optional<at::Tensor>& b0) {
+#ifndef CJEPA_DNNL
+  return at::linear(x0, w0, b0);
+#else
+  if (!DnnlOn() || !b0.has_value() || !b0->defined()) return at::linear(x0, w0, b0);
+  at::Tensor x = x0, w = w0, b = *b0;
+  bool cast = at::autocast::is_cpu_enabled() && x.device().is_cpu();
+  std::optional<c10::impl::ExcludeDispatchKeyGuard> noAutocast;
+  if (cast) {
+    at::ScalarType to = at::autocast::get_autocast_cpu_dtype();
+    x = at::autocast::cached_cast(to, x, c10::DeviceType::CPU);
+    w = at::autocast::cached_cast(to, w, c10::DeviceType::CPU);
+    b = at::autocast::cached_cast(to, b, c10::DeviceType::CPU);
+    noAutocast.emplace(c10::DispatchKey::AutocastCPU);
+  }
+  bool fast = Fusable(x) && x.scalar_type() == at::kBFloat16 && x.scalar_type() == w.scalar_type() && x.scalar_type() == b.scalar_type() && Fusable(w) && Fusable(b) &&
+              w.is_contiguous() && w.dim() == 2 && b.dim() == 1 && b.size(0) == w.size(0) && x.numel() > 0 && w.numel() > 0 && x.size(-1) == w.size(1) &&
+              (x.dim() == 2 || (x.dim() == 3 && x.is_contiguous()));
+  if (!fast) return at::linear(x, w, b);
+  if (x.dim() == 2) return LinearBiasFn::apply(x, w, b);
+  at::Tensor y = LinearBiasFn::apply(x.view({x.size(0) * x.size(1), x.size(2)}), w, b);
+  return y.view({x.size(0), x.size(1), w.size(0)});
+#endif
+}
+
 static bool Flat32(const at::Tensor& t) {
   return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() && t.layout() == at::kStrided;
 }
@@ -526,10 +622,16 @@ static bool TuneMalloc() {
 
 void RegisterFused(Napi::Env env, Napi::Object exports) {
   exports.Set("mallocTuned", Napi::Boolean::New(env, TuneMalloc()));
+#ifdef CJEPA_DNNL
+  exports.Set("onednnLinear", Napi::Boolean::New(env, DnnlOn()));  // bf16 F.linear calls oneDNN directly
+#else
+  exports.Set("onednnLinear", Napi::Boolean::New(env, false));
+#endif
   Def(env, exports, "fusedGelu", FN { return Wrap(info.Env(), GeluFn::apply(T(info, 0))); });
   Def(env, exports, "scaledSoftmax", FN { return Wrap(info.Env(), ScaledSoftmaxFn::apply(T(info, 0), D(info, 1))); });
   Def(env, exports, "residualAdd", FN { return Wrap(info.Env(), ResidualAdd(T(info, 0), T(info, 1))); });
   Def(env, exports, "layerNormToLinear", FN { return Wrap(info.Env(), LayerNormToLinear(T(info, 0), T(info, 1), T(info, 2), D(info, 3))); });
+  Def(env, exports, "fusedLinear", FN { return Wrap(info.Env(), FusedLinear(T(info, 0), T(info, 1), OT(info, 2))); });
   Def(env, exports, "fusedGeluBackward", FN { return Wrap(info.Env(), FusedGeluBackward(T(info, 0), T(info, 1))); });
 
   // adamw_(params, grads, expAvg, expAvgSq, decay, b1, b2, stepSize, bc2Sqrt, eps): in place, no autograd.

@@ -62,10 +62,21 @@ const hasCuda = lt.lib !== null && (existsSync(join(lt.lib, 'libtorch_cuda.so'))
 const glooDirs = [...lt.include, '/usr/include', '/usr/local/include'];
 const gloo = process.env.CJEPA_C10D !== '0' && glooDirs.some((d) => existsSync(join(d, 'gloo', 'config.h')));
 const nccl = gloo && hasCuda && process.env.CJEPA_NCCL === '1';
+// oneDNN called directly (Linear forwards with the bias in the GEMM's epilogue): only when libtorch itself
+// runs on the shared libdnnl (Debian's does; wheels and zips carry their own inside), with its headers
+// (Debian: libdnnl-dev); CJEPA_DNNL=0 leaves it out
+function sharedDnnl() {
+  if (process.env.CJEPA_DNNL === '0' || !existsSync('/usr/include/oneapi/dnnl/dnnl.hpp')) return false;
+  const cpu = join(lt.lib ?? '/usr/lib/x86_64-linux-gnu', 'libtorch_cpu.so');
+  try {
+    return /libdnnl\.so/.test(execFileSync('ldd', [cpu], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+  } catch { return false; }
+}
+const dnnl = sharedDnnl();
 switch (what) {
   case 'include': console.log(lt.include.join(' ')); break;
   case 'ldflags': {
-    const libs = ['-ltorch', '-ltorch_cpu', '-lc10'];
+    const libs = ['-ltorch', '-ltorch_cpu', '-lc10', ...(dnnl ? ['-ldnnl'] : [])];
     if (hasCuda) libs.push('-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed');
     const pre = lt.lib ? [`-L${lt.lib}`, `-Wl,-rpath,${lt.lib}`] : [];
     console.log([...pre, ...libs].join(' '));
@@ -75,8 +86,9 @@ switch (what) {
     const f = [`-D_GLIBCXX_USE_CXX11_ABI=${lt.abi}`];
     if (gloo) f.push('-DUSE_C10D_GLOO'); // ProcessGroupGloo.hpp is guarded by it
     if (nccl) f.push('-DUSE_C10D_NCCL');
+    if (dnnl) f.push('-DCJEPA_DNNL');
     console.log(f.join(' '));
     break;
   }
-  default: console.log(JSON.stringify({ ...lt, cuda: hasCuda, c10d: gloo ? (nccl ? 'gloo+nccl' : 'gloo') : 'none (install libgloo-dev)' }, null, 2));
+  default: console.log(JSON.stringify({ ...lt, cuda: hasCuda, c10d: gloo ? (nccl ? 'gloo+nccl' : 'gloo') : 'none (install libgloo-dev)', onednn: dnnl ? 'direct (bf16 Linear)' : 'through libtorch only' }, null, 2));
 }

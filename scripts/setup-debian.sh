@@ -2,7 +2,7 @@
 # System packages cjepa needs on Debian 12.
 #   bash scripts/setup-debian.sh          (= --dev) everything: what users need, plus what the tests and
 #                                         benchmarks need (CI runs this)
-#   bash scripts/setup-debian.sh --user   only what using cjepa needs: libtorch (the engine), OpenBLAS,
+#   bash scripts/setup-debian.sh --user   only what using cjepa needs: libtorch (the engine), OpenBLAS, oneDNN headers,
 #                                         build tools for the addon, Fashion-MNIST (the built-in dataset)
 # --dev adds PyTorch + torchvision from Python (parity tests, reference benchmarks) and the Gloo headers (c10d:
 # data-parallel pretraining, --nproc; without them the addon builds without it and says so when asked).
@@ -18,7 +18,7 @@ for a in "$@"; do
     *) echo "setup-debian.sh: unknown option '$a' (expected --user, --dev or --print)" >&2; exit 2 ;;
   esac
 done
-USER_PKGS="build-essential python3 libopenblas0-pthread libtorch-dev dataset-fashion-mnist"
+USER_PKGS="build-essential python3 libopenblas0-pthread libtorch-dev libdnnl-dev dataset-fashion-mnist"
 DEV_PKGS="python3-torch python3-torchvision libgloo-dev"
 PKGS="$USER_PKGS"
 if [ "$MODE" = dev ]; then PKGS="$PKGS $DEV_PKGS"; fi

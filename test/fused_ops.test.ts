@@ -7,6 +7,9 @@ import assert from 'node:assert/strict';
 import * as T from '../src/tensor/index.js';
 import { F } from '../src/tensor/index.js';
 import { runTorch, maxAbsDiff } from './util/pytorch.js';
+import { native } from '../src/tensor/native.js';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const gen = () => new T.Generator(7);
 // a wide range (tails where erf saturates, the region around 0) and a size that is not a multiple of the vector width
@@ -148,6 +151,55 @@ test('LayerNorm into a Linear: bf16 out under autocast within one bf16 rounding 
   const [y3] = run((a, ww, bb) => F.layerNormToLinear(a, ww, bb, 1e-6));  // no autocast: libtorch's layer_norm
   assert.equal(y3.dtype, 'float32');
   assert.equal(maxAbsDiff(y3, F.layerNorm(x, [192], w, b, 1e-6)), 0);
+});
+
+test('F.linear with a bias: bf16 (oneDNN, bias in the GEMM) within one bf16 step of libtorch linear, gradients bit-identical; fp32 bit-identical; 2-D / 3-D / strided inputs', () => {
+  // this build calls oneDNN directly (libdnnl-dev is in the setup), so the comparison below is not at::linear with itself
+  assert.equal(native.onednnLinear, true, 'the addon was built without the oneDNN headers (apt-get install -y libdnnl-dev; npm run build:native)');
+  const setup = readFileSync(fileURLToPath(new URL('../../scripts/setup-debian.sh', import.meta.url)), 'utf8');
+  assert.match(setup, /USER_PKGS="[^"]*libdnnl-dev/);
+  const K = 300;  // long enough for the GEMMs' summation orders to differ
+  const w = T.randn([48, K], { generator: new T.Generator(21) }).mul(0.1), b = T.randn([48], { generator: new T.Generator(22) });
+  const inputs: Array<[string, () => T.Tensor]> = [
+    ['2-D', () => T.randn([37, K], { generator: new T.Generator(23) })],
+    ['3-D', () => T.randn([5, 7, K], { generator: new T.Generator(24) })],
+    ['3-D transposed (not contiguous: at::linear itself)', () => T.randn([7, 5, K], { generator: new T.Generator(25) }).transpose(0, 1)],
+    ['2-D transposed', () => T.randn([K, 37], { generator: new T.Generator(26) }).transpose(0, 1)],
+  ];
+  const run = (fn: typeof F.linear, x0: T.Tensor, bf16: boolean) => {
+    const x = x0.detach().requiresGrad_(true), ww = w.detach().requiresGrad_(true), bb = b.detach().requiresGrad_(true);
+    const y = bf16 ? T.autocast(() => fn(x, ww, bb)) : fn(x, ww, bb);
+    y.backward(T.randn(y.shape, { generator: new T.Generator(27) }).to(y.dtype));
+    return [y.detach(), x.grad!, ww.grad!, bb.grad!];
+  };
+  const prev = T.runtime.precision;
+  try {
+    for (const bf16 of [false, true]) {
+      T.setPrecision(bf16 ? 'bf16' : 'fp32');
+      for (const [name, mk] of inputs) {
+        const x = mk();
+        const ours = run(F.linear, x, bf16), stock = run(F.atenLinear, x, bf16);
+        const tag = `${bf16 ? 'bf16' : 'fp32'} ${name}`;
+        assert.equal(ours[0]!.dtype, bf16 ? 'bfloat16' : 'float32', `${tag}: output dtype`);
+        ['y', 'grad x', 'grad weight', 'grad bias'].forEach((what, i) => {
+          assert.equal(ours[i]!.dtype, stock[i]!.dtype, `${tag} ${what} dtype`);
+          assert.deepEqual(ours[i]!.shape, stock[i]!.shape, `${tag} ${what} shape`);
+        });
+        // the output: fp32 is at::linear itself; bf16 is oneDNN's sum, rounded once, within one bf16 step of each value
+        const [y, ys] = [ours[0]!.float(), stock[0]!.float()];
+        const err = T.tidy(() => y.sub(ys).abs().div(ys.abs().add(1e-2)).max().item());
+        assert.ok(bf16 ? err <= 2 ** -8 : err === 0, `${tag}: output (${err})`);
+        // the gradients are libtorch's own ops on the same upstream gradient: bit for bit
+        for (const i of [1, 2, 3]) assert.equal(maxAbsDiff(ours[i]!, stock[i]!), 0, `${tag}: ${['', 'grad x', 'grad weight', 'grad bias'][i]}`);
+      }
+    }
+  } finally {
+    T.setPrecision(prev);
+  }
+  // no bias, and a bad shape: libtorch's own behaviour and error
+  const x = T.randn([3, K], { generator: gen() });
+  assert.equal(maxAbsDiff(F.linear(x, w), F.atenLinear(x, w)), 0);
+  assert.throws(() => F.linear(T.randn([3, K + 1]), w, b), /shape|size|mat1/i);
 });
 
 test('fused AdamW and EMA: within one float rounding (2^-22 relative) of the stock op sequence (torch.optim.AdamW single-tensor arithmetic)', () => {
