@@ -455,6 +455,17 @@ static bool DnnlOn() {
   static const bool on = [] { const char* v = std::getenv("CJEPA_DNNL"); return !(v && std::string(v) == "0"); }();
   return on;
 }
+// Whether libtorch 1.13 itself would run a bf16 (batch x) m x k by k x n product on oneDNN (its
+// use_mkldnn_bf16_matmul: AVX-512 BW/VL/DQ and more than 16^3 multiply-adds); below that it uses its own
+// kernel, whose sums differ, so the direct paths here are taken only where libtorch's own is oneDNN too.
+static bool AtenUsesOnednn(int64_t batch, int64_t m, int64_t k, int64_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool cpu = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+  static const bool cpu = false;
+#endif
+  return cpu && batch * m * k * n > 16 * 16 * 16;
+}
 static void DnnlMatmul(const at::Tensor& a0, const at::Tensor& b0, const at::Tensor* bias, at::Tensor& c) {
   // oneDNN takes any positive strides; a broadcast (stride 0) operand, e.g. the gradient of a mean, is copied
   auto plain = [](const at::Tensor& t) { return t.stride(0) >= 1 && t.stride(1) >= 1 ? t : t.contiguous(); };
@@ -528,7 +539,7 @@ static at::Tensor FusedLinear(const at::Tensor& x0, const at::Tensor& w0, const 
   bool fast = Fusable(x) && x.scalar_type() == at::kBFloat16 && x.scalar_type() == w.scalar_type() && x.scalar_type() == b.scalar_type() && Fusable(w) && Fusable(b) &&
               w.is_contiguous() && w.dim() == 2 && b.dim() == 1 && b.size(0) == w.size(0) && x.numel() > 0 && w.numel() > 0 && x.size(-1) == w.size(1) &&
               (x.dim() == 2 || (x.dim() == 3 && x.is_contiguous()));
-  if (!fast) return at::linear(x, w, b);
+  if (!fast || !AtenUsesOnednn(1, x.numel() / x.size(-1), x.size(-1), w.size(0))) return at::linear(x, w, b);
   if (x.dim() == 2) return LinearBiasFn::apply(x, w, b);
   at::Tensor y = LinearBiasFn::apply(x.view({x.size(0) * x.size(1), x.size(2)}), w, b);
   return y.view({x.size(0), x.size(1), w.size(0)});
