@@ -521,7 +521,7 @@ struct LinearBiasFn : public torch::autograd::Function<LinearBiasFn> {
 // with a bias), with autocast's casts made first as its linear wrapper makes them. fp32 stays at::linear
 // (OpenBLAS there: oneDNN's fp32 sums in another order, 1e-7 apart, and fp32 is the exact-parity mode), as
 // does anything else and an addon built without oneDNN.
-static at::Tensor FusedLinear(const at::Tensor& x0, const at::Tensor& w0, const c10::optional<at::Tensor>& b0) {
+at::Tensor FusedLinear(const at::Tensor& x0, const at::Tensor& w0, const c10::optional<at::Tensor>& b0) {
 #ifndef CJEPA_DNNL
   return at::linear(x0, w0, b0);
 #else
@@ -642,7 +642,6 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "scaledSoftmax", FN { return Wrap(info.Env(), ScaledSoftmaxFn::apply(T(info, 0), D(info, 1))); });
   Def(env, exports, "residualAdd", FN { return Wrap(info.Env(), ResidualAdd(T(info, 0), T(info, 1))); });
   Def(env, exports, "layerNormToLinear", FN { return Wrap(info.Env(), LayerNormToLinear(T(info, 0), T(info, 1), T(info, 2), D(info, 3))); });
-  Def(env, exports, "fusedLinear", FN { return Wrap(info.Env(), FusedLinear(T(info, 0), T(info, 1), OT(info, 2))); });
   Def(env, exports, "fusedGeluBackward", FN { return Wrap(info.Env(), FusedGeluBackward(T(info, 0), T(info, 1))); });
 
   // adamw_(params, grads, expAvg, expAvgSq, decay, b1, b2, stepSize, bc2Sqrt, eps): in place, no autograd.

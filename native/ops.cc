@@ -210,7 +210,8 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "tensorIndex", FN { R(at::index(T(info, 0), {c10::optional<at::Tensor>(T(info, 1))})); });
 
   // ------------------------------------------------------------ neural-network functions
-  Def(env, exports, "linear", FN { R(at::linear(T(info, 0), T(info, 1), OT(info, 2))); });
+  Def(env, exports, "linear", FN { R(FusedLinear(T(info, 0), T(info, 1), OT(info, 2))); });
+  Def(env, exports, "atenLinear", FN { R(at::linear(T(info, 0), T(info, 1), OT(info, 2))); });
   Def(env, exports, "conv2d", FN {
     R(at::conv2d(T(info, 0), T(info, 1), OT(info, 2), IV(info, 3), IV(info, 4), IV(info, 5), I(info, 6)));
   });

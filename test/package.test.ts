@@ -71,7 +71,7 @@ test('setup-debian.sh: --user installs what using cjepa needs, --dev (the defaul
     return r.stdout.trim().split(/\s+/).sort();
   };
   const user = pkgs('--user');
-  assert.deepEqual(user, ['build-essential', 'dataset-fashion-mnist', 'libopenblas0-pthread', 'libtorch-dev', 'python3']);
+  assert.deepEqual(user, ['build-essential', 'dataset-fashion-mnist', 'libdnnl-dev', 'libopenblas0-pthread', 'libtorch-dev', 'python3']);
   assert.deepEqual(pkgs('--dev'), pkgs());
   assert.deepEqual(pkgs(), [...user, 'libgloo-dev', 'python3-torch', 'python3-torchvision'].sort());
   const bad = run('bash', [join(ROOT, 'scripts', 'setup-debian.sh'), '--nope'], ROOT);

@@ -9,14 +9,12 @@ import { Tensor, type Reduction, handleOf, handles, optHandle as opt } from './t
  * built without oneDNN: libtorch's linear. `CJEPA_UNFUSED=linear` runs libtorch's linear always.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  if (bias && !UNFUSED.has('linear')) {
-    return new Tensor(native.fusedLinear(handleOf(x, 'F.linear', 'x'), handleOf(weight, 'F.linear', 'weight'), handleOf(bias, 'F.linear', 'bias')));
-  }
-  return atenLinear(x, weight, bias);
+  if (UNFUSED.has('linear')) return atenLinear(x, weight, bias);
+  return new Tensor(native.linear(handleOf(x, 'F.linear', 'x'), handleOf(weight, 'F.linear', 'weight'), opt(bias, 'F.linear', 'bias')));
 }
 /** libtorch's own at::linear (what F.linear replaces; for comparisons). */
 export function atenLinear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  return new Tensor(native.linear(handleOf(x, 'F.linear', 'x'), handleOf(weight, 'F.linear', 'weight'), opt(bias, 'F.linear', 'bias')));
+  return new Tensor(native.atenLinear(handleOf(x, 'F.atenLinear', 'x'), handleOf(weight, 'F.atenLinear', 'weight'), opt(bias, 'F.atenLinear', 'bias')));
 }
 
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null,
