@@ -24,7 +24,6 @@
 #include <cstring>
 #include <cstdlib>
 #include <type_traits>
-#include <unordered_map>
 #include <vector>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -446,59 +445,50 @@ static at::Tensor LayerNormToLinear(const at::Tensor& x, const at::Tensor& w, co
 }
 
 #ifdef CJEPA_DNNL
-// c (M, N) = a (M, K) b (K, N) [+ bias (N)] by a oneDNN matmul, a and b with any strides, c contiguous, all
-// fp32 or all bf16 (fp32 accumulation, one rounding; a bias is added to the accumulator, as addmm's beta-1
-// sum adds C: in bf16 the same values as ATen's addmm). The same libdnnl that libtorch runs on, called
-// without ATen's ideep layer and its C pre-filled with the bias, which together cost 30-35 % more time per
-// bf16 Linear forward (primitives come from oneDNN's cache after a shape's first call).
+// y (M, N) = x (M, K) W^T + b in bf16 by one oneDNN matmul, the bias added to its fp32 accumulator (one
+// rounding, as addmm's beta-1 sum adds C: the same values as ATen's addmm). x with any positive strides, W
+// (N, K) contiguous, y contiguous. The same libdnnl that libtorch runs on, called without ATen's ideep layer
+// and its C pre-filled with the bias, which together cost 30-35 % more time per bf16 Linear forward
+// (primitives come from oneDNN's cache after a shape's first call).
 static bool DnnlOn() {
   static const bool on = [] { const char* v = std::getenv("CJEPA_DNNL"); return !(v && std::string(v) == "0"); }();
   return on;
 }
-// Whether libtorch 1.13 itself would run a bf16 (batch x) m x k by k x n product on oneDNN (its
-// use_mkldnn_bf16_matmul: AVX-512 BW/VL/DQ and more than 16^3 multiply-adds); below that it uses its own
-// kernel, whose sums differ, so the direct paths here are taken only where libtorch's own is oneDNN too.
-static bool AtenUsesOnednn(int64_t batch, int64_t m, int64_t k, int64_t n) {
+// Whether libtorch 1.13 itself would run a bf16 m x k by k x n product on oneDNN (its use_mkldnn_bf16_matmul:
+// AVX-512 BW/VL/DQ and more than 16^3 multiply-adds); below that it uses its own kernel, whose sums differ,
+// so the direct path is taken only where libtorch's own is oneDNN too.
+static bool AtenUsesOnednn(int64_t m, int64_t k, int64_t n) {
 #if defined(__x86_64__) && defined(__GNUC__)
   static const bool cpu = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 #else
   static const bool cpu = false;
 #endif
-  return cpu && batch * m * k * n > 16 * 16 * 16;
+  return cpu && m * k * n > 16 * 16 * 16;
 }
-static void DnnlMatmul(const at::Tensor& a0, const at::Tensor& b0, const at::Tensor* bias, at::Tensor& c) {
-  // oneDNN takes any positive strides; a broadcast (stride 0) operand, e.g. the gradient of a mean, is copied
-  auto plain = [](const at::Tensor& t) { return t.stride(0) >= 1 && t.stride(1) >= 1 ? t : t.contiguous(); };
-  at::Tensor a = plain(a0), b = plain(b0);
+static void DnnlLinearBf16(const at::Tensor& x0, const at::Tensor& w, const at::Tensor& b, at::Tensor& y) {
+  // a broadcast (stride 0) input, e.g. an expanded tensor, is copied: oneDNN takes positive strides only
+  at::Tensor x = x0.stride(0) >= 1 && x0.stride(1) >= 1 ? x0 : x0.contiguous();
   using dt = dnnl::memory::data_type;
-  dt type = a.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-  dnnl::memory::desc src({M, K}, type, {a.stride(0), a.stride(1)});
-  dnnl::memory::desc wei({K, N}, type, {b.stride(0), b.stride(1)});
-  dnnl::memory::desc dst({M, N}, type, {N, 1});
-  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, dnnl::memory(src, engine, a.data_ptr())},
-                                             {DNNL_ARG_WEIGHTS, dnnl::memory(wei, engine, b.data_ptr())},
-                                             {DNNL_ARG_DST, dnnl::memory(dst, engine, c.data_ptr())}};
-  dnnl::memory::desc bia;
-  if (bias) {
-    bia = dnnl::memory::desc({1, N}, type, {N, 1});
-    args.emplace(DNNL_ARG_BIAS, dnnl::memory(bia, engine, bias->data_ptr()));
-  }
-  dnnl::matmul::primitive_desc pd(bias ? dnnl::matmul::desc(src, wei, bia, dst) : dnnl::matmul::desc(src, wei, dst), engine);
+  int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+  dnnl::memory::desc src({M, K}, dt::bf16, {x.stride(0), x.stride(1)});
+  dnnl::memory::desc wei({K, N}, dt::bf16, {1, K});  // W (N, K) row-major is W^T (K, N) column-major
+  dnnl::memory::desc bia({1, N}, dt::bf16, {N, 1});
+  dnnl::memory::desc dst({M, N}, dt::bf16, {N, 1});
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei, bia, dst), engine);
   dnnl::stream stream(engine);
-  dnnl::matmul(pd).execute(stream, args);
+  dnnl::matmul(pd).execute(stream, {{DNNL_ARG_SRC, dnnl::memory(src, engine, x.data_ptr())}, {DNNL_ARG_WEIGHTS, dnnl::memory(wei, engine, w.data_ptr())},
+                                    {DNNL_ARG_BIAS, dnnl::memory(bia, engine, b.data_ptr())}, {DNNL_ARG_DST, dnnl::memory(dst, engine, y.data_ptr())}});
   stream.wait();
 }
 
-// Linear with a bias as one autograd node. Forward: the oneDNN matmul above, the bias in its epilogue.
+// Linear with a bias as one autograd node. Forward: DnnlLinearBf16, the bias in the GEMM's epilogue.
 // Backward: AddmmBackward's (mm_mat1_backward / mm_mat2_backward for a row-major input and a transposed
 // weight, the engine's sum_to for the bias), so the gradients are libtorch's own for the same output.
 struct LinearBiasFn : public torch::autograd::Function<LinearBiasFn> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
     at::Tensor out = at::empty({x.size(0), w.size(0)}, x.options(), at::MemoryFormat::Contiguous);
-    at::Tensor bc = b.contiguous();
-    DnnlMatmul(x, w.t(), &bc, out);
+    DnnlLinearBf16(x, w, b.contiguous(), out);
     ctx->save_for_backward({x, w});
     return out;
   }
@@ -539,7 +529,7 @@ at::Tensor FusedLinear(const at::Tensor& x0, const at::Tensor& w0, const c10::op
   bool fast = Fusable(x) && x.scalar_type() == at::kBFloat16 && x.scalar_type() == w.scalar_type() && x.scalar_type() == b.scalar_type() && Fusable(w) && Fusable(b) &&
               w.is_contiguous() && w.dim() == 2 && b.dim() == 1 && b.size(0) == w.size(0) && x.numel() > 0 && w.numel() > 0 && x.size(-1) == w.size(1) &&
               (x.dim() == 2 || (x.dim() == 3 && x.is_contiguous()));
-  if (!fast || !AtenUsesOnednn(1, x.numel() / x.size(-1), x.size(-1), w.size(0))) return at::linear(x, w, b);
+  if (!fast || !AtenUsesOnednn(x.numel() / x.size(-1), x.size(-1), w.size(0))) return at::linear(x, w, b);
   if (x.dim() == 2) return LinearBiasFn::apply(x, w, b);
   at::Tensor y = LinearBiasFn::apply(x.view({x.size(0) * x.size(1), x.size(2)}), w, b);
   return y.view({x.size(0), x.size(1), w.size(0)});
