@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { VIT_SIZES, vitConfig, type ViTConfig } from './nn/vit.js';
 import { CJEPA_PLACEMENTS, DECORRELATIONS, type CjepaPlacement, type Decorrelation } from './method/losses.js';
+import { PERCENT, type StepCount } from './method/schedulers.js';
 
 export type Method = 'cjepa' | 'ijepa' | 'vicreg';
 
@@ -42,10 +43,10 @@ export interface PretrainConfig {
   loss: { distance: 'smooth_l1' | 'l2' };
   cjepa: {
     betaVicreg: number; inv: number; var: number; cov: number;
-    /** 0: betaVicreg throughout; N > 0: betaVicreg cosine-decays to 0 over the first N steps (then I-JEPA) */
-    betaDecaySteps: number;
-    /** the step the decay begins (betaVicreg until then); 0: from the first step */
-    betaDecayStart: number;
+    /** 0: betaVicreg throughout; N > 0: betaVicreg cosine-decays to 0 over N steps (then I-JEPA); '25%': a quarter of the run */
+    betaDecaySteps: StepCount;
+    /** the step the decay begins (betaVicreg until then), or a share of the run ('25%'); 0: from the first step */
+    betaDecayStart: StepCount;
     /** what the cov term penalises: 'covariance' (official) or the scale-free 'correlation' */
     decorrelate: Decorrelation;
     placement: CjepaPlacement;
@@ -190,8 +191,12 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   if (!['truncate', 'pad'].includes(c.masks.contextFit)) fail('masks.contextFit', `must be truncate or pad, got '${c.masks.contextFit}'`);
   if (!['smooth_l1', 'l2'].includes(c.loss.distance)) fail('loss.distance', `must be smooth_l1 or l2, got '${c.loss.distance}'`);
   num('cjepa.betaVicreg', c.cjepa.betaVicreg, { min: 0 });
-  num('cjepa.betaDecaySteps', c.cjepa.betaDecaySteps, { int: true, min: 0 });
-  num('cjepa.betaDecayStart', c.cjepa.betaDecayStart, { int: true, min: 0 });
+  for (const k of ['betaDecaySteps', 'betaDecayStart'] as const) {
+    const v = c.cjepa[k];
+    if (typeof v === 'string') {
+      if (!PERCENT.test(v) || parseFloat(v) > 100) fail(`cjepa.${k}`, `must be a step count or a share of the run from 0% to 100% ('25%'), got '${v}'`);
+    } else num(`cjepa.${k}`, v, { int: true, min: 0 });
+  }
   for (const k of ['inv', 'var', 'cov'] as const) { num(`cjepa.${k}`, c.cjepa[k], { min: 0 }); num(`vicreg.${k}`, c.vicreg[k], { min: 0 }); }
   for (const k of ['cjepa', 'vicreg'] as const) {
     if (!DECORRELATIONS.includes(c[k].decorrelate)) fail(`${k}.decorrelate`, `must be one of ${DECORRELATIONS.join(', ')}, got '${c[k].decorrelate}'`);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { CosineWDSchedule, WarmupCosineSchedule, momentumAt, autoEmaStart, betaVicregAt } from '../src/method/schedulers.js';
+import { CosineWDSchedule, WarmupCosineSchedule, momentumAt, autoEmaStart, betaVicregAt, stepsOf } from '../src/method/schedulers.js';
 
 /** Runs plain Python 3 (math module only) with a JSON input on stdin and parses the JSON it prints. */
 function py(code: string, input: unknown): unknown {
@@ -169,4 +169,18 @@ test('betaVicregAt: constant without decay; cosine from beta to 0 over decayStep
   assert.equal(betaVicregAt(5000, 0.1, 1000, 4000), 0);
   assert.equal(betaVicregAt(100, 0.1, 0, 4000), 0.1, 'no decay steps: no decay, whatever the start');
   assert.throws(() => betaVicregAt(10, 0.1, 10, 1.5), RangeError);
+});
+
+test('stepsOf: a step count as given; a share of the run rounded to the nearest step', () => {
+  assert.equal(stepsOf(4000, 16000), 4000);
+  assert.equal(stepsOf('25%', 16000), 4000);
+  assert.equal(stepsOf('25%', 3516), 879);
+  assert.equal(stepsOf('12.5%', 421), 53); // 52.625
+  assert.equal(stepsOf('50%', 421), 211); // 210.5 rounds up
+  assert.equal(stepsOf('0%', 421), 0);
+  assert.equal(stepsOf('100%', 421), 421);
+  // the preset's '25%' + '25%' on the one-hour schedule is the measured 4,000-8,000 window
+  for (const s of [3999, 4000, 6000, 8000]) assert.equal(betaVicregAt(s, 0.1, stepsOf('25%', 16000), stepsOf('25%', 16000)), betaVicregAt(s, 0.1, 4000, 4000));
+  assert.throws(() => stepsOf('quarter' as never, 100), /percentage/);
+  assert.throws(() => stepsOf('25%', -1), RangeError);
 });

@@ -164,6 +164,19 @@ test('cjepa.betaDecayStart/Steps: each logged loss is jepa + beta_t * vicreg (be
   assert.match(lossFormula({ ...cfg, cjepa: { ...cfg.cjepa, betaDecayStart: 0 } }), /0\.1→0 over 3 steps·vicreg/);
 });
 
+test('cjepa.betaDecayStart/Steps as shares of the run: the same losses as the step counts they round to', async () => {
+  // 6 steps: '20%' -> 1 (1.2), '50%' -> 3: the run above, so its logged losses must match step for step
+  const steps = readFileSync(join(tinyConfig('cjepa', 'beta-decay').out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === 'step');
+  const cfg = tinyConfig('cjepa', 'beta-decay-share', { cjepa: { betaVicreg: 0.1, betaDecayStart: '20%', betaDecaySteps: '50%' } });
+  await pretrain(cfg, quiet);
+  const shares = readFileSync(join(cfg.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === 'step');
+  assert.deepEqual(shares.map((s) => s.loss), steps.map((s) => s.loss));
+  assert.match(lossFormula(cfg, 6), /0\.1→0 over steps 1-4 \(16\.7%-66\.7% of 6 steps\)·vicreg/);
+  assert.match(lossFormula(cfg), /0\.1→0 over 50% of the run from 20%·vicreg/);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { betaDecayStart: '120%' } }), /'cjepa\.betaDecayStart' must be a step count or a share of the run from 0% to 100%/);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { betaDecaySteps: 'half' } }), /'cjepa\.betaDecaySteps'/);
+});
+
 test('a non-finite loss stops training naming the step and the term, keeping the last checkpoint', async () => {
   const cfg = tinyConfig('ijepa', 'nan', { optim: { batch: 16, steps: 6, lr: 1e30, startLr: 1e30, warmupEpochs: 0 } });
   await assert.rejects(pretrain(cfg, quiet), /non-finite loss at step \d+: term 'loss'/);

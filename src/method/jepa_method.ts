@@ -8,7 +8,7 @@ import type { Module } from '../nn/module.js';
 import type { PretrainConfig } from '../config.js';
 import { ijepaTransform, vicregViews, type Batch, type ViewSpec } from '../data/index.js';
 import { MultiBlockMaskSampler, selectMasks, type MaskBatch } from './masks.js';
-import { momentumAt, autoEmaStart, betaVicregAt } from './schedulers.js';
+import { momentumAt, autoEmaStart, betaVicregAt, stepsOf } from './schedulers.js';
 import { emaUpdate } from './ema.js';
 import { jepaForward, maskTensors } from './step.js';
 import { encoderConfig } from '../config.js';
@@ -58,14 +58,23 @@ export class JepaMethod implements TrainingMethod {
   get evalEncoder(): VisionTransformer { return this.targetEncoder; }
   get onlineEncoder(): VisionTransformer { return this.encoder; }
 
-  forward(batch: Batch, step = 0): Record<string, Tensor> {
+  forward(batch: Batch, step = 0, totalSteps?: number): Record<string, Tensor> {
     // two views: one batch of 2B images (view 1 of every image, then view 2), each with its own masks
     const images = this.twoViews ? cat(batch.views.map((v) => tensor(v, batch.shape, onDefaultDevice())), 0) : tensor(batch.views[0]!, batch.shape, onDefaultDevice());
     const masks = maskTensors(this.sampleMasks(images.size(0)));
     const projector = this.projector ? (x: Tensor) => this.projector!.forward(x) : undefined;
-    const options = { ...this.options, betaVicreg: betaVicregAt(step, this.options.betaVicreg, this.cfg.cjepa.betaDecaySteps, this.cfg.cjepa.betaDecayStart) };
+    const options = { ...this.options, betaVicreg: this.betaAt(step, totalSteps) };
     const t = jepaForward({ encoder: this.encoder, targetEncoder: this.targetEncoder, predictor: this.predictor }, images, masks.ctx, masks.tgt, options, this.shard.allGather, projector, { fullView: this.twoViews && this.cfg.cjepa.viewInput === 'full', ctxPad: masks.ctxPad });
     return this.cfg.method === 'ijepa' ? { loss: t.loss } : { ...t };
+  }
+
+  /** The VICReg weight at `step`; a decay given as a share of the run needs the run's length. */
+  betaAt(step: number, totalSteps?: number): number {
+    const { betaDecaySteps: n, betaDecayStart: s0 } = this.cfg.cjepa;
+    if (totalSteps === undefined && (typeof n === 'string' || typeof s0 === 'string')) {
+      throw new Error(`cjepa.betaDecaySteps/betaDecayStart given as a share of the run ('${n}', '${s0}'): forward() needs totalSteps`);
+    }
+    return betaVicregAt(step, this.options.betaVicreg, stepsOf(n, totalSteps ?? 0), stepsOf(s0, totalSteps ?? 0));
   }
 
   /**

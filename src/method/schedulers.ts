@@ -149,6 +149,18 @@ export function autoEmaStart(totalSteps: number): number {
   return Math.min(0.996, Math.max(0.99, 1 - 40 / totalSteps));
 }
 
+/** A number of steps, or a share of the run's steps written as a percentage ('25%', '12.5%'). */
+export type StepCount = number | `${number}%`;
+export const PERCENT = /^\d+(\.\d+)?%$/;
+
+/** Steps of a StepCount in a run of totalSteps: a percentage rounds to the nearest step. */
+export function stepsOf(v: StepCount, totalSteps: number): number {
+  if (typeof v === 'number') return v;
+  if (!PERCENT.test(v)) throw new RangeError(`expected a step count or a percentage such as '25%', got '${String(v)}'`);
+  if (!Number.isInteger(totalSteps) || totalSteps < 0) throw new RangeError(`totalSteps must be an integer >= 0, got ${totalSteps}`);
+  return Math.round((parseFloat(v) / 100) * totalSteps);
+}
+
 /**
  * C-JEPA's VICReg weight at 0-based iteration `step`: `beta` throughout when decaySteps is 0, else
  * `beta` until step `start`, a cosine from beta to 0 over the next decaySteps iterations, and 0

@@ -277,7 +277,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
     say(`warmup: ${warmup} steps (the configured ${wu.configured} = ${cfg.optim.warmupEpochs} epoch(s) would be over ` +
       `${Math.round(WARMUP_MAX_FRACTION * 100)} % of this ${total}-step run; --set optim.scaleWarmup=false keeps it)`);
   }
-  o.onStart?.({ startStep: step, totalSteps: total, stepsPerEpoch: ipe, warmupSteps: warmup, warmupCapped: wu?.capped ?? false, loss: lossFormula(cfg) });
+  o.onStart?.({ startStep: step, totalSteps: total, stepsPerEpoch: ipe, warmupSteps: warmup, warmupCapped: wu?.capped ?? false, loss: lossFormula(cfg, total) });
   const t0 = Date.now();
   let lastCkpt: string | null = null;
   let finalLoss = NaN;
@@ -347,7 +347,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   /** forward + backward of one batch; returns the loss terms as numbers (throws on a non-finite one). */
   function trainStep(batch: Batch): Record<string, number> {
     return tidy(() => {
-      const terms = method.forward(batch, step);
+      const terms = method.forward(batch, step, total);
       const local: Record<string, number> = {};
       for (const [k, v] of Object.entries(terms)) local[k] = v.item();
       // the global batch's terms (each rank's are means over its rows): every rank sees the same values

@@ -8,6 +8,7 @@ import type { Batch, ViewSpec } from '../data/index.js';
 import type { PretrainConfig } from '../config.js';
 import type { CheckpointState } from './checkpoint.js';
 import type { AllGather } from './losses.js';
+import { stepsOf } from './schedulers.js';
 
 /**
  * Where this process sits in data-parallel training. Every rank draws the global batch's masks from
@@ -32,8 +33,11 @@ export interface TrainingMethod {
   readonly evalEncoder: VisionTransformer;
   /** The encoder that receives gradients (the same as evalEncoder for VICReg). */
   readonly onlineEncoder: VisionTransformer;
-  /** Forward and loss of one batch at 0-based iteration `step`: the terms, `loss` first (the caller runs backward). */
-  forward(batch: Batch, step?: number): Record<string, Tensor>;
+  /**
+   * Forward and loss of one batch at 0-based iteration `step` of a `totalSteps`-step run (schedules given
+   * as a share of the run need it): the terms, `loss` first (the caller runs backward).
+   */
+  forward(batch: Batch, step?: number, totalSteps?: number): Record<string, Tensor>;
   /** After the optimiser step (EMA of the target encoder); returns the momentum used, or null. */
   afterUpdate(step: number, totalSteps: number): number | null;
   /** Method state that a checkpoint must carry (mask sampler RNG). */
@@ -54,14 +58,22 @@ const w = (x: number) => String(+x.toPrecision(4));
  * How a method's loss is made of the terms it logs, for people: 'loss = jepa + 0.001·vicreg (vicreg =
  * 25·inv + 25·var + 1·cov, on context)' for C-JEPA, 'loss = jepa' for I-JEPA, '25·inv + 25·var + 1·cov' for VICReg.
  */
-export function lossFormula(cfg: PretrainConfig): string {
+export function lossFormula(cfg: PretrainConfig, totalSteps?: number): string {
   const vic = (v: { inv: number; var: number; cov: number; decorrelate?: string }) =>
     `${w(v.inv)}·inv + ${w(v.var)}·var + ${w(v.cov)}·${v.decorrelate === 'correlation' ? 'corr' : 'cov'}`;
   if (cfg.method === 'vicreg') return `loss = ${vic(cfg.vicreg)}`;
   const dist = cfg.loss.distance === 'l2' ? 'L2' : 'smooth L1';
   if (cfg.method === 'ijepa' || cfg.cjepa.betaVicreg === 0) return `loss = jepa (${dist} to the target encoder's blocks)`;
-  const { betaVicreg, betaDecaySteps: n, betaDecayStart: s0 } = cfg.cjepa;
-  const beta = n === 0 ? w(betaVicreg) : s0 === 0 ? `${w(betaVicreg)}→0 over ${n} steps` : `${w(betaVicreg)}→0 over steps ${s0}-${s0 + n}`;
+  const { betaVicreg, betaDecaySteps, betaDecayStart } = cfg.cjepa;
+  const shares = [betaDecayStart, betaDecaySteps].some((v) => typeof v === 'string');
+  let beta = w(betaVicreg);
+  if (shares && totalSteps === undefined) beta += `→0 over ${betaDecaySteps} of the run from ${betaDecayStart}`;
+  else {
+    const n = stepsOf(betaDecaySteps, totalSteps ?? 0), s0 = stepsOf(betaDecayStart, totalSteps ?? 0);
+    const pct = (x: number) => `${+((100 * x) / Math.max(1, totalSteps ?? 0)).toFixed(1)}%`;
+    const share = shares ? ` (${pct(s0)}-${pct(s0 + n)} of ${totalSteps} steps)` : '';
+    if (n > 0) beta += s0 === 0 ? `→0 over ${n} steps${share}` : `→0 over steps ${s0}-${s0 + n}${share}`;
+  }
   return `loss = jepa + ${beta}·vicreg (jepa: ${dist}; vicreg = ${vic(cfg.cjepa)}, placement ${cfg.cjepa.placement})`;
 }
 
