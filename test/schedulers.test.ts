@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { CosineWDSchedule, WarmupCosineSchedule, momentumAt, autoEmaStart, betaVicregAt, stepsOf } from '../src/method/schedulers.js';
+import { CosineWDSchedule, WarmupCosineSchedule, momentumAt, autoEmaStart, betaVicregAt, stepsOf, decayWindow } from '../src/method/schedulers.js';
 
 /** Runs plain Python 3 (math module only) with a JSON input on stdin and parses the JSON it prints. */
 function py(code: string, input: unknown): unknown {
@@ -183,4 +183,11 @@ test('stepsOf: a step count as given; a share of the run rounded to the nearest 
   for (const s of [3999, 4000, 6000, 8000]) assert.equal(betaVicregAt(s, 0.1, stepsOf('25%', 16000), stepsOf('25%', 16000)), betaVicregAt(s, 0.1, 4000, 4000));
   assert.throws(() => stepsOf('quarter' as never, 100), /percentage/);
   assert.throws(() => stepsOf('25%', -1), RangeError);
+});
+
+test('decayWindow: step counts need no run length; shares resolve against it and are refused without it', () => {
+  assert.deepEqual(decayWindow({ betaDecayStart: 4000, betaDecaySteps: 2000 }), { start: 4000, steps: 2000 });
+  assert.deepEqual(decayWindow({ betaDecayStart: '25%', betaDecaySteps: '25%' }, 16000), { start: 4000, steps: 4000 });
+  assert.deepEqual(decayWindow({ betaDecayStart: 100, betaDecaySteps: '10%' }, 3516), { start: 100, steps: 352 });
+  assert.throws(() => decayWindow({ betaDecayStart: 0, betaDecaySteps: '25%' }), /betaDecaySteps\/betaDecayStart given as a share.*total steps/);
 });

@@ -8,7 +8,7 @@ import type { Module } from '../nn/module.js';
 import type { PretrainConfig } from '../config.js';
 import { ijepaTransform, vicregViews, type Batch, type ViewSpec } from '../data/index.js';
 import { MultiBlockMaskSampler, selectMasks, type MaskBatch } from './masks.js';
-import { momentumAt, autoEmaStart, betaVicregAt, stepsOf } from './schedulers.js';
+import { momentumAt, autoEmaStart, betaVicregAt, decayWindow } from './schedulers.js';
 import { emaUpdate } from './ema.js';
 import { jepaForward, maskTensors } from './step.js';
 import { encoderConfig } from '../config.js';
@@ -70,12 +70,10 @@ export class JepaMethod implements TrainingMethod {
 
   /** The VICReg weight at `step`; a decay given as a share of the run needs the run's length. */
   betaAt(step: number, totalSteps?: number): number {
-    const { betaDecaySteps: n, betaDecayStart: s0 } = this.cfg.cjepa;
-    if (totalSteps === undefined && (typeof n === 'string' || typeof s0 === 'string')) {
-      throw new Error(`cjepa.betaDecaySteps/betaDecayStart given as a share of the run ('${n}', '${s0}'): forward() needs totalSteps`);
-    }
-    return betaVicregAt(step, this.options.betaVicreg, stepsOf(n, totalSteps ?? 0), stepsOf(s0, totalSteps ?? 0));
+    const { start, steps } = decayWindow(this.cfg.cjepa, totalSteps);
+    return betaVicregAt(step, this.options.betaVicreg, steps, start);
   }
+
 
   /**
    * Masks of this rank's n images. With several ranks every rank draws the global batch's masks (one

@@ -162,6 +162,18 @@ export function stepsOf(v: StepCount, totalSteps: number): number {
 }
 
 /**
+ * The VICReg decay window of a C-JEPA config in steps: `start` and `steps` resolved against the run's
+ * length (a share such as '25%' needs it; step counts do not).
+ */
+export function decayWindow(c: { betaDecayStart: StepCount; betaDecaySteps: StepCount }, totalSteps?: number): { start: number; steps: number } {
+  const { betaDecayStart: s0, betaDecaySteps: n } = c;
+  if (totalSteps === undefined && (typeof n === 'string' || typeof s0 === 'string')) {
+    throw new Error(`cjepa.betaDecaySteps/betaDecayStart given as a share of the run ('${n}', '${s0}'): the run's total steps are needed`);
+  }
+  return { start: stepsOf(s0, totalSteps ?? 0), steps: stepsOf(n, totalSteps ?? 0) };
+}
+
+/**
  * C-JEPA's VICReg weight at 0-based iteration `step`: `beta` throughout when decaySteps is 0, else
  * `beta` until step `start`, a cosine from beta to 0 over the next decaySteps iterations, and 0
  * afterwards (pure I-JEPA). The regulariser's early effect (rank where JEPA's early features have none)

@@ -8,7 +8,7 @@ import type { Batch, ViewSpec } from '../data/index.js';
 import type { PretrainConfig } from '../config.js';
 import type { CheckpointState } from './checkpoint.js';
 import type { AllGather } from './losses.js';
-import { stepsOf } from './schedulers.js';
+import { decayWindow } from './schedulers.js';
 
 /**
  * Where this process sits in data-parallel training. Every rank draws the global batch's masks from
@@ -69,7 +69,7 @@ export function lossFormula(cfg: PretrainConfig, totalSteps?: number): string {
   let beta = w(betaVicreg);
   if (shares && totalSteps === undefined) beta += `→0 over ${betaDecaySteps} of the run from ${betaDecayStart}`;
   else {
-    const n = stepsOf(betaDecaySteps, totalSteps ?? 0), s0 = stepsOf(betaDecayStart, totalSteps ?? 0);
+    const { start: s0, steps: n } = decayWindow(cfg.cjepa, totalSteps ?? 0);
     const pct = (x: number) => `${+((100 * x) / Math.max(1, totalSteps ?? 0)).toFixed(1)}%`;
     const share = shares ? ` (${pct(s0)}-${pct(s0 + n)} of ${totalSteps} steps)` : '';
     if (n > 0) beta += s0 === 0 ? `→0 over ${n} steps${share}` : `→0 over steps ${s0}-${s0 + n}${share}`;
