@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "cjepa_native",
-      "sources": ["native/addon.cc", "native/ops.cc", "native/distributed.cc", "native/meta.cc", "native/fused.cc", "native/profiler.cc"],
+      "sources": ["native/addon.cc", "native/ops.cc", "native/distributed.cc", "native/meta.cc", "native/fused.cc", "native/profiler.cc", "native/cpu_allocator.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!@(node scripts/libtorch.mjs include)"

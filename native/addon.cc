@@ -514,6 +514,7 @@ void RegisterCore(Napi::Env env, Napi::Object exports) {
 }  // namespace cj
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  cj::RegisterCpuAllocator(env, exports);  // first: the tensors made below already use it
   cj::RegisterCore(env, exports);
   cj::RegisterOps(env, exports);
   cj::RegisterDistributed(env, exports);

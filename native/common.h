@@ -64,6 +64,7 @@ void RegisterCore(Napi::Env env, Napi::Object exports);
 void RegisterOps(Napi::Env env, Napi::Object exports);
 void RegisterDistributed(Napi::Env env, Napi::Object exports);
 void RegisterFused(Napi::Env env, Napi::Object exports);  // native/fused.cc
+void RegisterCpuAllocator(Napi::Env env, Napi::Object exports);  // native/cpu_allocator.cc
 // F.linear: bf16 with a bias on oneDNN directly where built in, else at::linear (native/fused.cc)
 at::Tensor FusedLinear(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b);
 void RegisterProfiler(Napi::Env env, Napi::Object exports);  // native/profiler.cc

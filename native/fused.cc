@@ -607,8 +607,10 @@ static Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
 // glibc malloc serves the step's large temporaries (activations of several MB) with fresh mmaps, or
 // trims them off the heap top as soon as they are freed, so every step page-faults them in again
 // (a mixed fp32 + bf16 add of 128x64x192: 3.3 ms instead of 1.0). Keeping freed memory up to 32 MiB
-// blocks in the heap removes that; the peak RSS is unchanged. Off with CJEPA_MALLOC_TUNE=0, and left
-// alone when the user tunes malloc through the environment.
+// blocks in the heap removes that. Blocks of 256 KiB and more now come from the caching allocator
+// (native/cpu_allocator.cc), which also avoids the heap growth this setting caused; this is for the
+// smaller ones, and for CJEPA_CPU_CACHE=0. Off with CJEPA_MALLOC_TUNE=0, and left alone when the user
+// tunes malloc through the environment.
 static bool TuneMalloc() {
 #if defined(__GLIBC__)
   const char* off = std::getenv("CJEPA_MALLOC_TUNE");

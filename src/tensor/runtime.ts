@@ -70,6 +70,28 @@ export function gcReleasedTensors(): number {
   return native.gcReleasedTensors();
 }
 
+/** The caching CPU allocator's counters (native/cpu_allocator.cc); all zero when CJEPA_CPU_CACHE=0. */
+export interface CpuMemoryStats {
+  /** whether libtorch allocates through the cache in this process */
+  enabled: boolean;
+  /** bytes of large blocks (>= 256 KiB) held by live tensors, and their peak */
+  inUseBytes: number;
+  peakInUseBytes: number;
+  /** bytes of free large blocks kept for reuse */
+  cachedBytes: number;
+  /** requests served from the cache, new mappings, mappings returned to the OS */
+  hits: number;
+  maps: number;
+  unmaps: number;
+}
+export function cpuMemoryStats(): CpuMemoryStats {
+  return { enabled: native.cpuCacheEnabled as boolean, ...(native.cpuMemoryStats() as Omit<CpuMemoryStats, 'enabled'>) };
+}
+/** Returns every free cached block to the OS (live tensors keep theirs). */
+export function emptyCpuCache(): void {
+  native.emptyCpuCache();
+}
+
 /**
  * Whether this CPU runs bfloat16 matmuls natively (AVX512-BF16 or AMX): there bf16 autocast is a
  * speed-up; elsewhere libtorch emulates bf16 and it is slower than fp32. Read from /proc/cpuinfo
