@@ -11,11 +11,12 @@
 // a training step or a forward asks for the same sizes every time, so after the first one nothing is
 // mapped or faulted in again, and the resident memory is the peak of the live memory.
 //
-// Smaller blocks go to c10::alloc_cpu (the default allocator's own). Every block carries a 64-byte
-// header (kind and size) in front of the pointer libtorch sees, so one deleter frees both kinds (the
+// Smaller blocks go to c10::alloc_cpu (the default allocator's own). Every block has a small header
+// (kind, size, start) just in front of the pointer libtorch sees, so one deleter frees both kinds (the
 // raw allocate/deallocate interface needs a single deleter). Free blocks above a cap (default a quarter
 // of physical memory; CJEPA_CPU_CACHE_MB sets it) are unmapped instead of kept; emptyCpuCache() unmaps
 // every free block. CJEPA_CPU_CACHE=0 leaves libtorch's default allocator in place.
+// Measured (CPU time, one thread, encoder forward + backward of 128 images): fp32 10-15 % less, bf16 level.
 #include "common.h"
 
 #include <c10/core/CPUAllocator.h>
@@ -33,14 +34,16 @@ namespace cj {
 
 namespace {
 
-constexpr size_t kHeader = 64;                 // keeps the user pointer 64-byte aligned, as c10's allocator does
+constexpr size_t kHeader = 64;                 // the header's slot: data stays 64-byte aligned, as c10's allocator keeps it
 constexpr size_t kCacheMin = 256 << 10;        // smaller blocks: c10::alloc_cpu
 constexpr size_t kGranule = 64 << 10;          // mapped sizes are multiples of this
+constexpr size_t kStagger = 4096;              // data offsets within a mapping: 64, 128, ..., 4096 bytes
 constexpr uint64_t kSmall = 0x636a536d616c6c31ULL, kMapped = 0x636a4d6170706564ULL;
 
 struct Header {
   uint64_t kind;
   uint64_t bytes;  // the whole mapping (kMapped) or the requested size plus the header (kSmall)
+  void* base;      // where the mapping or the c10 block starts
 };
 
 struct Stats {
@@ -53,14 +56,14 @@ class CachingCpuAllocator final : public c10::Allocator {
 
   c10::DataPtr allocate(size_t n) const override {
     if (n == 0) return {nullptr, nullptr, &Delete, c10::Device(c10::DeviceType::CPU)};
-    void* base;
+    char* p;
     if (n + kHeader < kCacheMin) {
-      base = c10::alloc_cpu(n + kHeader);  // throws c10::Error when out of memory
-      *static_cast<Header*>(base) = {kSmall, n + kHeader};
+      void* base = c10::alloc_cpu(n + kHeader);  // throws c10::Error when out of memory
+      p = static_cast<char*>(base) + kHeader;
+      reinterpret_cast<Header*>(p)[-1] = {kSmall, n + kHeader, base};
     } else {
-      base = Self().TakeMapped(n + kHeader);
+      p = Self().TakeMapped(n);
     }
-    void* p = static_cast<char*>(base) + kHeader;
     return {p, p, &Delete, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &Delete; }
@@ -81,14 +84,22 @@ class CachingCpuAllocator final : public c10::Allocator {
 
   static void Delete(void* p) {
     if (p == nullptr) return;
-    void* base = static_cast<char*>(p) - kHeader;
-    const Header h = *static_cast<Header*>(base);
-    if (h.kind == kSmall) return c10::free_cpu(base);
-    Self().GiveBack(base, h.bytes);  // kMapped: only this allocator's blocks carry this deleter
+    const Header h = static_cast<Header*>(p)[-1];
+    if (h.kind == kSmall) return c10::free_cpu(h.base);
+    Self().GiveBack(h.base, h.bytes);  // kMapped: only this allocator's blocks carry this deleter
   }
 
-  // A free block of at least `need` bytes and at most 1/8 more, or a new mapping.
-  void* TakeMapped(size_t need) {
+  // Where the data starts in a mapping: a multiple of 64 bytes that differs from block to block. Were
+  // every block at the same offset from a page boundary, the operands of an elementwise op would map to
+  // the same L1 sets and alias in the load/store unit (bf16 steps were ~4 % slower that way).
+  static size_t Offset(const void* base) {
+    const uint64_t page = reinterpret_cast<uintptr_t>(base) >> 12;
+    return kHeader * (1 + ((page * 0x9E3779B97F4A7C15ULL) >> 58));  // a hash of the page: 64, 128, ..., 4096
+  }
+
+  // The data pointer of a free mapping that fits n bytes and is at most 1/8 larger, or of a new one.
+  char* TakeMapped(size_t n) {
+    const size_t need = n + kStagger;  // the largest offset leaves n bytes
     {
       std::lock_guard<std::mutex> g(mu_);
       auto it = free_.lower_bound(need);
@@ -99,7 +110,7 @@ class CachingCpuAllocator final : public c10::Allocator {
         stats_.cached -= bytes;
         stats_.hits++;
         Used(bytes);
-        return base;
+        return static_cast<char*>(base) + Offset(base);
       }
     }
     size_t bytes = (need + kGranule - 1) / kGranule * kGranule;
@@ -108,12 +119,13 @@ class CachingCpuAllocator final : public c10::Allocator {
       emptyCache();  // what the cache holds may be what the mapping needs
       base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     }
-    TORCH_CHECK(base != MAP_FAILED, "cjepa CPU allocator: not enough memory: you tried to allocate ", need - kHeader, " bytes");
-    *static_cast<Header*>(base) = {kMapped, bytes};
+    TORCH_CHECK(base != MAP_FAILED, "cjepa CPU allocator: not enough memory: you tried to allocate ", n, " bytes");
+    char* p = static_cast<char*>(base) + Offset(base);
+    reinterpret_cast<Header*>(p)[-1] = {kMapped, bytes, base};
     std::lock_guard<std::mutex> g(mu_);
     stats_.maps++;
     Used(bytes);
-    return base;
+    return p;
   }
 
   void GiveBack(void* base, size_t bytes) {
