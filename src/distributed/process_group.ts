@@ -2,7 +2,7 @@
 // CUDA). Every collective is bounded by the group's timeout; a failed one is rethrown naming the rank
 // that fell behind or reported a failure (from the step marks ranks leave in the store).
 import { native } from '../tensor/native.js';
-import { Tensor } from '../tensor/index.js';
+import { Tensor, tidy } from '../tensor/index.js';
 import { handleOf, handles } from '../tensor/tensor.js';
 
 export interface C10dInfo {
@@ -172,6 +172,11 @@ export class ProcessGroup {
    */
   allGather(x: Tensor): Tensor {
     const h = handleOf(x, 'allGather', 'x');
+    // Gloo has no bfloat16/float16 kernels ('Invalid scalar type'): under autocast those rows travel as
+    // float32 (exact) and come back in their own dtype, the backward's all-reduce too
+    if (this.backend === 'gloo' && (x.dtype === 'bfloat16' || x.dtype === 'float16')) {
+      return tidy(() => this.allGather(x.float()).to(x.dtype));
+    }
     return this.guard('all-gather', () => new Tensor(native.pgAllGather(this.h, h)));
   }
 
