@@ -90,7 +90,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   seed: 0,
   threads: 0,
   workers: 1,
-  precision: 'auto',  // bf16 autocast where the CPU has AVX512-BF16/AMX (or on CUDA): k-NN within 0.2 point of fp32 (docs/results/bf16-check)
+  precision: 'auto',  // bf16 autocast where the CPU has AVX512-BF16/AMX (or on CUDA): k-NN within 0.5 point of fp32 on two seeds (docs/results/bf16-check)
   model: { name: 'vit_tiny', patch: 4, imgSize: 32, depth: 6, embedDim: undefined, numHeads: undefined },
   predictor: { embedDim: 96, depth: 2, numHeads: 3 },
   masks: {
