@@ -7,7 +7,9 @@
 #include "common.h"
 #include <torch/csrc/autograd/custom_function.h>
 #include <ATen/autocast_mode.h>
+#include <algorithm>
 #include <array>
+#include <climits>
 #ifdef CJEPA_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
@@ -621,6 +623,90 @@ static bool TuneMalloc() {
 #endif
 }
 
+
+// ---------------------------------------------------------------- fp32 batched matmul (attention)
+// libtorch 1.13 built on a system BLAS (Debian: OpenBLAS, no MKL) runs an fp32 bmm as a loop over the batch,
+// one addmm per item through the dispatcher (select, resolve_conj, as_strided: ~10^5 calls a step), and
+// OpenBLAS keeps items of up to 2^18 multiply-adds on the calling thread, so attention's matmuls ran on one
+// core. Here the batch is split over libtorch's threads and each item is the sgemm_ call addmm_impl_cpu_
+// makes (same transpose flags, leading dimensions and operand order), so every sum is bit-identical to the
+// stock op's. Other dtypes, devices, autocast, MKL builds and degenerate shapes keep at::matmul / at::bmm.
+#ifdef CJEPA_SYSBLAS
+extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
+                       const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c, const int* ldc);
+
+// One item of bmm(a (B, R, K), b (B, K, C)) into a row-major (R, C) result, as addmm_impl_cpu_ plans it: the
+// result is row-major, so it computes C^T = b^T a^T column-major (operands swapped). false: not a layout it
+// takes as is (the caller makes that operand contiguous, as addmm clones it).
+struct GemmPlan { char ta, tb; int m, n, k, lda, ldb, ldc; };
+static bool PlanOperand(const at::Tensor& t, int64_t rows, int64_t cols, char& trans, int& ld) {
+  int64_t s1 = t.stride(1), s2 = t.stride(2);
+  if (s2 == 1 && s1 >= cols) { trans = 'N'; ld = (int)s1; return true; }
+  if (s1 == 1 && s2 >= rows) { trans = 'T'; ld = (int)s2; return true; }
+  return false;
+}
+
+static at::Tensor Bmm32(const at::Tensor& a0, const at::Tensor& b0) {
+  const int64_t B = a0.size(0), R = a0.size(1), K = a0.size(2), C = b0.size(2);
+  // libtorch's own paths: its naive kernel below 400 multiply-adds, and degenerate strides (size-1 dims)
+  if (R < 2 || K < 2 || C < 2 || R * K * C < 400 || B < 1 || std::max({R, K, C, a0.stride(0), b0.stride(0)}) > INT32_MAX / 4) return at::bmm(a0, b0);
+  GemmPlan p{};
+  at::Tensor a = a0, b = b0;
+  if (!PlanOperand(b, K, C, p.ta, p.lda)) { b = b0.contiguous(); PlanOperand(b, K, C, p.ta, p.lda); }
+  if (!PlanOperand(a, R, K, p.tb, p.ldb)) { a = a0.contiguous(); PlanOperand(a, R, K, p.tb, p.ldb); }
+  p.m = (int)C; p.n = (int)R; p.k = (int)K; p.ldc = (int)C;
+  at::Tensor out = at::empty({B, R, C}, a0.options());
+  const float *ap = a.data_ptr<float>(), *bp = b.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t sa = a.stride(0), sb = b.stride(0), so = R * C;
+  auto items = [&](int64_t s, int64_t e) {
+    const float one = 1.0f, zero = 0.0f;
+    for (int64_t i = s; i < e; i++) sgemm_(&p.ta, &p.tb, &p.m, &p.n, &p.k, &one, bp + i * sb, &p.lda, ap + i * sa, &p.ldb, &zero, op + i * so, &p.ldc);
+  };
+  // OpenBLAS runs an sgemm of up to 2^18 multiply-adds on the calling thread (interface/gemm.c); larger ones
+  // it threads itself, so those stay one call at a time
+  const int64_t macs = R * K * C;
+  if (macs <= (int64_t{1} << 18)) at::parallel_for(0, B, std::max<int64_t>(1, (int64_t{1} << 15) / macs), items);
+  else items(0, B);
+  return out;
+}
+
+// bmm with libtorch's backward (grad a = g b^T, grad b = a^T g), each product through Bmm32.
+struct Bmm32Fn : public torch::autograd::Function<Bmm32Fn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b) {
+    ctx->save_for_backward({a, b});
+    return Bmm32(a, b);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    auto s = ctx->get_saved_variables();
+    at::Tensor ga, gb;
+    if (ctx->needs_input_grad(0)) ga = Bmm32(go[0], s[1].transpose(1, 2));
+    if (ctx->needs_input_grad(1)) gb = Bmm32(s[0].transpose(1, 2), go[0]);
+    return {ga, gb};
+  }
+};
+#endif
+
+// a @ b for a, b of the same batch dimensions (..., R, K) @ (..., K, C): fp32 on the CPU without autocast
+// through Bmm32Fn (the batch folded as at::matmul folds it); everything else at::matmul.
+static at::Tensor BatchedMatmul(const at::Tensor& a, const at::Tensor& b) {
+#ifdef CJEPA_SYSBLAS
+  bool fast = !at::hasMKL() && a.dim() >= 3 && a.dim() == b.dim() && a.device().is_cpu() && b.device().is_cpu() &&
+              a.layout() == at::kStrided && b.layout() == at::kStrided && a.scalar_type() == at::kFloat &&
+              b.scalar_type() == at::kFloat && !at::autocast::is_cpu_enabled() &&
+              a.sizes().slice(0, a.dim() - 2) == b.sizes().slice(0, b.dim() - 2) && a.size(-1) == b.size(-2);
+  if (fast) {
+    std::vector<int64_t> shape(a.sizes().begin(), a.sizes().end() - 1);
+    shape.push_back(b.size(-1));
+    int64_t batch = 1;
+    for (int64_t i = 0; i < a.dim() - 2; i++) batch *= a.size(i);
+    at::Tensor out = Bmm32Fn::apply(a.reshape({batch, a.size(-2), a.size(-1)}), b.reshape({batch, b.size(-2), b.size(-1)}));
+    return out.view(shape);
+  }
+#endif
+  return at::matmul(a, b);
+}
+
 #define FN [](const Napi::CallbackInfo& info) -> Napi::Value
 
 void RegisterFused(Napi::Env env, Napi::Object exports) {
@@ -632,6 +718,12 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
 #endif
   Def(env, exports, "fusedGelu", FN { return Wrap(info.Env(), GeluFn::apply(T(info, 0))); });
   Def(env, exports, "scaledSoftmax", FN { return Wrap(info.Env(), ScaledSoftmaxFn::apply(T(info, 0), D(info, 1))); });
+  Def(env, exports, "batchedMatmul", FN { return Wrap(info.Env(), BatchedMatmul(T(info, 0), T(info, 1))); });
+#ifdef CJEPA_SYSBLAS
+  exports.Set("batchedMatmulThreaded", Napi::Boolean::New(env, !at::hasMKL()));  // fp32 bmm split over threads
+#else
+  exports.Set("batchedMatmulThreaded", Napi::Boolean::New(env, false));
+#endif
   Def(env, exports, "residualAdd", FN { return Wrap(info.Env(), ResidualAdd(T(info, 0), T(info, 1))); });
   Def(env, exports, "layerNormToLinear", FN { return Wrap(info.Env(), LayerNormToLinear(T(info, 0), T(info, 1), T(info, 2), D(info, 3))); });
   Def(env, exports, "fusedGeluBackward", FN { return Wrap(info.Env(), FusedGeluBackward(T(info, 0), T(info, 1))); });

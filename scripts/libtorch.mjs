@@ -73,10 +73,20 @@ function sharedDnnl() {
   } catch { return false; }
 }
 const dnnl = sharedDnnl();
+// the system BLAS libtorch runs its fp32 GEMMs on (Debian: libblas.so.3 -> OpenBLAS): the addon's fp32 batched
+// matmul calls the same sgemm_ (CJEPA_SYSBLAS=0 leaves it out; wheels bundle MKL and keep libtorch's bmm)
+function systemBlas() {
+  if (process.env.CJEPA_SYSBLAS === '0') return false;
+  const cpu = join(lt.lib ?? '/usr/lib/x86_64-linux-gnu', 'libtorch_cpu.so');
+  try {
+    return /libblas\.so\.3/.test(execFileSync('ldd', [cpu], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+  } catch { return false; }
+}
+const sysblas = systemBlas();
 switch (what) {
   case 'include': console.log(lt.include.join(' ')); break;
   case 'ldflags': {
-    const libs = ['-ltorch', '-ltorch_cpu', '-lc10', ...(dnnl ? ['-ldnnl'] : [])];
+    const libs = ['-ltorch', '-ltorch_cpu', '-lc10', ...(dnnl ? ['-ldnnl'] : []), ...(sysblas ? ['-l:libblas.so.3'] : [])];
     if (hasCuda) libs.push('-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed');
     const pre = lt.lib ? [`-L${lt.lib}`, `-Wl,-rpath,${lt.lib}`] : [];
     console.log([...pre, ...libs].join(' '));
@@ -87,8 +97,9 @@ switch (what) {
     if (gloo) f.push('-DUSE_C10D_GLOO'); // ProcessGroupGloo.hpp is guarded by it
     if (nccl) f.push('-DUSE_C10D_NCCL');
     if (dnnl) f.push('-DCJEPA_DNNL');
+    if (sysblas) f.push('-DCJEPA_SYSBLAS');
     console.log(f.join(' '));
     break;
   }
-  default: console.log(JSON.stringify({ ...lt, cuda: hasCuda, c10d: gloo ? (nccl ? 'gloo+nccl' : 'gloo') : 'none (install libgloo-dev)', onednn: dnnl ? 'direct (bf16 Linear)' : 'through libtorch only' }, null, 2));
+  default: console.log(JSON.stringify({ ...lt, cuda: hasCuda, c10d: gloo ? (nccl ? 'gloo+nccl' : 'gloo') : 'none (install libgloo-dev)', onednn: dnnl ? 'direct (bf16 Linear)' : 'through libtorch only', blas: sysblas ? 'system libblas.so.3 (fp32 batched matmul)' : 'through libtorch only' }, null, 2));
 }

@@ -202,6 +202,52 @@ test('F.linear with a bias: bf16 (oneDNN, bias in the GEMM) within one bf16 step
   assert.throws(() => F.linear(T.randn([3, K + 1]), w, b), /shape|size|mat1/i);
 });
 
+test('F.batchedMatmul (fp32): values and both gradients bit-identical to libtorch matmul and to PyTorch; bf16 and bad shapes fall back', () => {
+  assert.equal(native.batchedMatmulThreaded, true, 'the addon was built without the system BLAS (libtorch on Debian links libblas.so.3)');
+  const g = (s: number) => ({ generator: new T.Generator(s) });
+  // attention's shapes and layouts (q permuted, k^T contiguous, probabilities @ v permuted), a larger item
+  // (over 2^18 multiply-adds: one call at a time), transposed items, and one below libtorch's 400 cut-off
+  const cases: Array<[string, () => [T.Tensor, T.Tensor]]> = [
+    ['scores (B, H, N, d) @ (B, H, d, N)', () => [T.randn([6, 12, 3, 16], g(31)).permute([0, 2, 1, 3]), T.randn([6, 12, 3, 16], g(32)).permute([0, 2, 3, 1]).contiguous()]],
+    ['probs @ v', () => [F.softmax(T.randn([6, 3, 12, 12], g(33)), -1), T.randn([6, 12, 3, 16], g(34)).permute([0, 2, 1, 3])]],
+    ['large items', () => [T.randn([3, 70, 80], g(35)), T.randn([3, 80, 90], g(36))]],
+    ['transposed items', () => [T.randn([4, 40, 30], g(37)).transpose(1, 2), T.randn([4, 20, 40], g(38)).transpose(1, 2)]],
+    ['tiny items (libtorch naive kernel)', () => [T.randn([5, 3, 4], g(39)), T.randn([5, 4, 6], g(40))]],
+  ];
+  const run = (fn: (a: T.Tensor, b: T.Tensor) => T.Tensor, a0: T.Tensor, b0: T.Tensor, up: T.Tensor) => {
+    const a = a0.detach().requiresGrad_(true), b = b0.detach().requiresGrad_(true);
+    const y = fn(a, b);
+    y.backward(up);
+    return [y.detach(), a.grad!, b.grad!];
+  };
+  for (const [name, mk] of cases) {
+    const [a, b] = mk();
+    const up = T.randn([...a.shape.slice(0, -1), b.shape[b.shape.length - 1]!], g(41));
+    const ours = run(F.batchedMatmul, a, b, up), stock = run((x, y) => x.matmul(y), a, b, up);
+    ['y', 'grad a', 'grad b'].forEach((what, i) => {
+      assert.deepEqual(ours[i]!.shape, stock[i]!.shape, `${name}: ${what} shape`);
+      assert.equal(maxAbsDiff(ours[i]!, stock[i]!), 0, `${name}: ${what}`);
+    });
+    const ref = runTorch([
+      'a = inp["a"].clone().requires_grad_(True); b = inp["b"].clone().requires_grad_(True)',
+      'y = a @ b', 'y.backward(inp["up"])', 'out["y"] = y.detach(); out["ga"] = a.grad; out["gb"] = b.grad',
+    ].join('\n'), { a: a.contiguous(), b: b.contiguous(), up });
+    assert.ok(maxAbsDiff(ours[0]!, ref['y']!) < 1e-5 && maxAbsDiff(ours[1]!, ref['ga']!) < 1e-5 && maxAbsDiff(ours[2]!, ref['gb']!) < 1e-5, `${name}: vs PyTorch`);
+  }
+  // under bf16 autocast it is libtorch's matmul (cast to bf16); mismatched shapes: libtorch's error
+  const [a, b] = [T.randn([2, 3, 8, 16], g(42)), T.randn([2, 3, 16, 8], g(43))];
+  const prev = T.runtime.precision;
+  try {
+    T.setPrecision('bf16');
+    const [y, ys] = T.autocast(() => [F.batchedMatmul(a, b), a.matmul(b)]);
+    assert.equal(y!.dtype, 'bfloat16');
+    assert.equal(maxAbsDiff(y!, ys!), 0);
+  } finally {
+    T.setPrecision(prev);
+  }
+  assert.throws(() => F.batchedMatmul(a, T.randn([2, 3, 15, 8])), /shape|size|mat/i);
+});
+
 test('fused AdamW and EMA: within one float rounding (2^-22 relative) of the stock op sequence (torch.optim.AdamW single-tensor arithmetic)', () => {
   const shapes = [[33, 17], [5], [3, 4, 5]];
   const mk = (seed: number) => shapes.map((s) => T.randn(s, { generator: new T.Generator(seed) }));

@@ -127,11 +127,11 @@ export class Attention extends Module {
       // cat. k^T is made contiguous as (B, H, d, N), the layout PyTorch's matmul copies it to (same bf16 sums)
       const d = C / H;
       const [q, k, v] = this.qkv.forward(x).reshape([B, N, 3, H, d]).chunk(3, 2).map((t) => t.reshape([B, N, H, d])) as [Tensor, Tensor, Tensor];
-      const scores = q.permute([0, 2, 1, 3]).matmul(k.permute([0, 2, 3, 1]).contiguous());
+      const scores = F.batchedMatmul(q.permute([0, 2, 1, 3]), k.permute([0, 2, 3, 1]).contiguous());
       const attn = keyBias
         ? F.softmax(scores.mul(this.scale).add(keyBias), -1)  // padded keys get weight exactly 0
         : F.scaledSoftmax(scores, this.scale);  // softmax(q k^T * scale), one fused op
-      const out = attn.matmul(v.permute([0, 2, 1, 3])).transpose(1, 2).reshape([B, N, C]);
+      const out = F.batchedMatmul(attn, v.permute([0, 2, 1, 3])).transpose(1, 2).reshape([B, N, C]);
       return this.proj.forward(out);
     });
   }

@@ -28,7 +28,7 @@ export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor 
 }
 
 /**
- * Fused kernels turned off by name (`CJEPA_UNFUSED=gelu,softmax,residual,layernorm,linear`): the stock libtorch
+ * Fused kernels turned off by name (`CJEPA_UNFUSED=gelu,softmax,residual,layernorm,linear,bmm`): the stock libtorch
  * ops run instead, with the same results up to float rounding. Default: every fused kernel on (GELU only for
  * bf16, where it is a table lookup; see `gelu`).
  */
@@ -83,6 +83,16 @@ export function scaledSoftmax(x: Tensor, scale: number): Tensor {
 export function residualAdd(x: Tensor, y: Tensor): Tensor {
   if (UNFUSED.has('residual')) return x.add(y);
   return new Tensor(native.residualAdd(handleOf(x, 'F.residualAdd', 'x'), handleOf(y, 'F.residualAdd', 'y')));
+}
+/**
+ * a @ b over equal batch dimensions, (..., R, K) @ (..., K, C) (attention's two matmuls). fp32 on the CPU
+ * without autocast (libtorch on a system BLAS): the batch split over libtorch's threads, each item the sgemm
+ * call libtorch's bmm makes, so values and gradients are bit-identical to `a.matmul(b)`, which runs the
+ * items one by one on one core (native/fused.cc Bmm32). Otherwise, or with `CJEPA_UNFUSED=bmm`, `a.matmul(b)`.
+ */
+export function batchedMatmul(a: Tensor, b: Tensor): Tensor {
+  if (UNFUSED.has('bmm')) return a.matmul(b);
+  return new Tensor(native.batchedMatmul(handleOf(a, 'F.batchedMatmul', 'a'), handleOf(b, 'F.batchedMatmul', 'b')));
 }
 export function logSoftmax(x: Tensor, dim: number): Tensor { return new Tensor(native.logSoftmax(handleOf(x, 'F.logSoftmax', 'x'), dim)); }
 /** Uses libtorch's global generator (seed it with manualSeed). */
