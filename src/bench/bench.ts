@@ -171,7 +171,7 @@ export function runBench(o: BenchOptions): BenchReport {
     rmSync(dir, { recursive: true, force: true });
   }
   return {
-    machine: `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} logical CPUs${T.cpuHasBf16() ? ', bf16 (AVX512-BF16/AMX)' : ''}`,
+    machine: `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} logical CPUs${T.cpuHasBf16() ? `, bf16 (${T.cpuBf16Units().join(', ')})` : ''}`,
     threads: o.threads, peakGflops: peak.gflops, peakMethod: `${peak.isa} FMA microkernel (12 independent chains per thread, best of 3)`,
     sgemmGflops: sgemm, torch: torch.ok ? torch.version! : null, torchNote: torch.ok ? undefined : torch.why, rows,
   };

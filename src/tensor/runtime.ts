@@ -98,11 +98,16 @@ export function emptyCpuCache(): void {
  * (Linux); false where that cannot be read.
  */
 export function cpuHasBf16(): boolean {
+  return cpuBf16Units().length > 0;
+}
+
+/** Which of the CPU's bf16 matmul units /proc/cpuinfo lists: 'AMX', 'AVX512-BF16' (empty where none or unreadable). */
+export function cpuBf16Units(): string[] {
   try {
-    const flags = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '';
-    return /\b(avx512_bf16|amx_bf16)\b/.test(flags);
+    const flags = ` ${readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? ''} `;
+    return [['amx_bf16', 'AMX'], ['avx512_bf16', 'AVX512-BF16']].filter(([f]) => flags.includes(` ${f} `)).map(([, name]) => name!);
   } catch {
-    return false;
+    return [];
   }
 }
 
