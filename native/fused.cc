@@ -9,7 +9,7 @@
 #include <ATen/autocast_mode.h>
 #include <algorithm>
 #include <array>
-#include <climits>
+#include <cstdint>
 #ifdef CJEPA_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
@@ -622,7 +622,6 @@ static bool TuneMalloc() {
   return false;
 #endif
 }
-
 
 // ---------------------------------------------------------------- fp32 batched matmul (attention)
 // libtorch 1.13 built on a system BLAS (Debian: OpenBLAS, no MKL) runs an fp32 bmm as a loop over the batch,

@@ -62,27 +62,19 @@ const hasCuda = lt.lib !== null && (existsSync(join(lt.lib, 'libtorch_cuda.so'))
 const glooDirs = [...lt.include, '/usr/include', '/usr/local/include'];
 const gloo = process.env.CJEPA_C10D !== '0' && glooDirs.some((d) => existsSync(join(d, 'gloo', 'config.h')));
 const nccl = gloo && hasCuda && process.env.CJEPA_NCCL === '1';
+// the shared libraries libtorch_cpu links (ldd's output, read once; '' where ldd cannot run)
+const libtorchLinks = (() => {
+  try {
+    return execFileSync('ldd', [join(lt.lib ?? '/usr/lib/x86_64-linux-gnu', 'libtorch_cpu.so')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch { return ''; }
+})();
 // oneDNN called directly (Linear forwards with the bias in the GEMM's epilogue): only when libtorch itself
 // runs on the shared libdnnl (Debian's does; wheels and zips carry their own inside), with its headers
 // (Debian: libdnnl-dev); CJEPA_DNNL=0 leaves it out
-function sharedDnnl() {
-  if (process.env.CJEPA_DNNL === '0' || !existsSync('/usr/include/oneapi/dnnl/dnnl.hpp')) return false;
-  const cpu = join(lt.lib ?? '/usr/lib/x86_64-linux-gnu', 'libtorch_cpu.so');
-  try {
-    return /libdnnl\.so/.test(execFileSync('ldd', [cpu], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
-  } catch { return false; }
-}
-const dnnl = sharedDnnl();
+const dnnl = process.env.CJEPA_DNNL !== '0' && existsSync('/usr/include/oneapi/dnnl/dnnl.hpp') && /libdnnl\.so/.test(libtorchLinks);
 // the system BLAS libtorch runs its fp32 GEMMs on (Debian: libblas.so.3 -> OpenBLAS): the addon's fp32 batched
 // matmul calls the same sgemm_ (CJEPA_SYSBLAS=0 leaves it out; wheels bundle MKL and keep libtorch's bmm)
-function systemBlas() {
-  if (process.env.CJEPA_SYSBLAS === '0') return false;
-  const cpu = join(lt.lib ?? '/usr/lib/x86_64-linux-gnu', 'libtorch_cpu.so');
-  try {
-    return /libblas\.so\.3/.test(execFileSync('ldd', [cpu], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
-  } catch { return false; }
-}
-const sysblas = systemBlas();
+const sysblas = process.env.CJEPA_SYSBLAS !== '0' && /libblas\.so\.3/.test(libtorchLinks);
 switch (what) {
   case 'include': console.log(lt.include.join(' ')); break;
   case 'ldflags': {
