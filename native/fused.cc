@@ -16,12 +16,14 @@
 #include <optional>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 // at::parallel_for is an inline template: in a file compiled without OpenMP it runs the whole range on one
 // thread (every fused kernel did, until binding.gyp gained -fopenmp), so refuse to build that way.
 #if AT_PARALLEL_OPENMP && !defined(_OPENMP)
 #error "compile the addon with -fopenmp (binding.gyp): libtorch's at::parallel_for is sequential without it"
 #endif
 #include <chrono>
+#include <dlfcn.h>
 #include <cmath>
 #include <cstring>
 #include <cstdlib>
@@ -510,10 +512,14 @@ struct LinearBiasFn : public torch::autograd::Function<LinearBiasFn> {
 #endif
 
 // F.linear: LinearBiasFn for bf16 where at::linear would call addmm (a 2-D input, or a contiguous 3-D one,
-// with a bias), with autocast's casts made first as its linear wrapper makes them. fp32 stays at::linear
-// (OpenBLAS there: oneDNN's fp32 sums in another order, 1e-7 apart, and fp32 is the exact-parity mode), as
-// does anything else and an addon built without oneDNN.
+// with a bias), with autocast's casts made first as its linear wrapper makes them. fp32 without autocast:
+// Linear32Fn on the system OpenBLAS (below); otherwise at::linear (oneDNN's fp32 sums in another order, and
+// fp32 is the exact-parity mode), as for anything else and an addon built without oneDNN.
+static bool Linear32(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b, at::Tensor& y);
+
 at::Tensor FusedLinear(const at::Tensor& x0, const at::Tensor& w0, const c10::optional<at::Tensor>& b0) {
+  at::Tensor y32;
+  if (Linear32(x0, w0, b0, y32)) return y32;  // fp32 on OpenBLAS: the same GEMMs split over libtorch's threads
 #ifndef CJEPA_DNNL
   return at::linear(x0, w0, b0);
 #else
@@ -638,12 +644,12 @@ extern "C" void sgemm_(const char* transa, const char* transb, const int* m, con
 // result is row-major, so it computes C^T = b^T a^T column-major (operands swapped). false: not a layout it
 // takes as is (the caller makes that operand contiguous, as addmm clones it).
 struct GemmPlan { char ta, tb; int m, n, k, lda, ldb, ldc; };
-static bool PlanOperand(const at::Tensor& t, int64_t rows, int64_t cols, char& trans, int& ld) {
-  int64_t s1 = t.stride(1), s2 = t.stride(2);
+static bool PlanStrides(int64_t s1, int64_t s2, int64_t rows, int64_t cols, char& trans, int& ld) {
   if (s2 == 1 && s1 >= cols) { trans = 'N'; ld = (int)s1; return true; }
   if (s1 == 1 && s2 >= rows) { trans = 'T'; ld = (int)s2; return true; }
   return false;
 }
+static bool PlanOperand(const at::Tensor& t, int64_t rows, int64_t cols, char& trans, int& ld) { return PlanStrides(t.stride(1), t.stride(2), rows, cols, trans, ld); }
 
 static at::Tensor Bmm32(const at::Tensor& a0, const at::Tensor& b0) {
   const int64_t B = a0.size(0), R = a0.size(1), K = a0.size(2), C = b0.size(2);
@@ -684,7 +690,130 @@ struct Bmm32Fn : public torch::autograd::Function<Bmm32Fn> {
     return {ga, gb};
   }
 };
+
+// ---------------------------------------------------------------- fp32 Linear (OpenBLAS, split by rows)
+// libtorch runs an fp32 Linear as addmm: an OpenMP-parallel copy of the bias into y, then one sgemm_ that
+// OpenBLAS threads with its own pthread pool. On two cores the two pools' spinning threads take turns with
+// each other around every GEMM, and OpenBLAS's own split was measured 10-50 % slower than two single-
+// threaded sgemm_ calls over halves of the rows (bias fill + beta 1, exactly addmm's arithmetic). Here each
+// of libtorch's threads fills and multiplies its own block of rows with OpenBLAS set to one thread for the
+// call (OpenBLAS never splits the K sum, so every element is the same dot product in the same order).
+// OpenBLAS's thread-count calls are looked up at run time: another BLAS behind libblas.so.3 keeps at::linear.
+struct OpenblasThreads {
+  void (*set)(int) = nullptr;
+  int (*get)() = nullptr;
+};
+static const OpenblasThreads& Openblas() {
+  static const OpenblasThreads t = [] {
+    OpenblasThreads o;
+    o.set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    o.get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    if (!o.set || !o.get) o = OpenblasThreads{};
+    return o;
+  }();
+  return t;
+}
+
+// y (R, C) = a (R, K) b (K, C) [+ bias (C), filled into y first as addmm does], y row-major: the sgemm_ call
+// addmm_impl_cpu_ makes (C^T = b^T a^T column-major), over blocks of y's rows, one per libtorch thread.
+static at::Tensor Gemm32(const at::Tensor& a0, const at::Tensor& b0, const at::Tensor* bias) {
+  RECORD_FUNCTION("cj::gemm32", std::vector<c10::IValue>({a0, b0}));  // a row of its own in `cjepa bench --profile`
+  const int64_t R = a0.size(0), K = a0.size(1), C = b0.size(1);
+  GemmPlan p{};
+  at::Tensor a = a0, b = b0;
+  if (!PlanStrides(b.stride(0), b.stride(1), K, C, p.ta, p.lda)) { b = b0.contiguous(); PlanStrides(b.stride(0), b.stride(1), K, C, p.ta, p.lda); }
+  if (!PlanStrides(a.stride(0), a.stride(1), R, K, p.tb, p.ldb)) { a = a0.contiguous(); PlanStrides(a.stride(0), a.stride(1), R, K, p.tb, p.ldb); }
+  p.m = (int)C; p.k = (int)K; p.ldc = (int)C;
+  at::Tensor out = at::empty({R, C}, a0.options());
+  at::Tensor bc = bias ? bias->contiguous() : at::Tensor();
+  const float *ap = a.data_ptr<float>(), *bp = b.data_ptr<float>(), *biasp = bias ? bc.data_ptr<float>() : nullptr;
+  float* op = out.data_ptr<float>();
+  auto rows = [&](int64_t s, int64_t e) {
+    if (s >= e) return;
+    const float one = 1.0f, zero = 0.0f;
+    if (biasp)
+      for (int64_t r = s; r < e; r++) std::memcpy(op + r * C, biasp, sizeof(float) * C);
+    const int n = (int)(e - s);
+    const float* as = ap + (p.tb == 'N' ? s * p.ldb : s);  // row s of a: a column of the column-major a^T
+    sgemm_(&p.ta, &p.tb, &p.m, &n, &p.k, &one, bp, &p.lda, as, &p.ldb, biasp ? &one : &zero, op + s * C, &p.ldc);
+  };
+  const int64_t threads = at::get_num_threads();
+  // blocks of whole 16-row groups; a product too small to be worth a split stays one call (as OpenBLAS
+  // itself keeps up to 2^18 multiply-adds on the calling thread)
+  const int64_t blocks = std::min<int64_t>(threads, R / 16);
+  if (blocks < 2 || R * K * C < (int64_t{1} << 19)) {
+    rows(0, R);
+    return out;
+  }
+  const OpenblasThreads& ob = Openblas();
+  const int prev = ob.get();
+  if (prev != 1) ob.set(1);
+  at::parallel_for(0, blocks, 1, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; i++) rows((R * i / blocks) / 16 * 16, i + 1 == blocks ? R : (R * (i + 1) / blocks) / 16 * 16);
+  });
+  if (prev != 1) ob.set(prev);
+  return out;
+}
+
+// Linear as one autograd node over Gemm32 (with and without a bias). Backward as AddmmBackward computes it
+// for at::linear's addmm(b, x, W^T): dx = g W (mm_mat1_backward), dW = g^T x (mm_mat2_backward's transposed
+// case, W^T being column-major), db = the engine's sum_to over the broadcast bias.
+static torch::autograd::variable_list Linear32Backward(torch::autograd::AutogradContext* ctx, const at::Tensor& g, bool bias) {
+  auto v = ctx->get_saved_variables();
+  const at::Tensor &x = v[0], &w = v[1];
+  at::Tensor dx, dw, db;
+  if (ctx->needs_input_grad(0)) {
+    bool colMajor = x.stride(0) == 1 && x.stride(1) == x.size(0);  // mm_mat1_backward's special case
+    dx = colMajor ? Gemm32(w.t(), g.t(), nullptr).t() : Gemm32(g, w, nullptr);
+  }
+  if (ctx->needs_input_grad(1)) dw = Gemm32(g.t(), x, nullptr);
+  if (!bias) return {dx, dw};
+  if (ctx->needs_input_grad(2)) db = at::sum_to(g, w.sizes().slice(0, 1));
+  return {dx, dw, db};
+}
+struct Linear32Fn : public torch::autograd::Function<Linear32Fn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+    ctx->save_for_backward({x, w});
+    return Gemm32(x, w.t(), &b);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    return Linear32Backward(ctx, go[0], true);
+  }
+};
+struct Linear32NoBiasFn : public torch::autograd::Function<Linear32NoBiasFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w) {
+    ctx->save_for_backward({x, w});
+    return Gemm32(x, w.t(), nullptr);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    return Linear32Backward(ctx, go[0], false);
+  }
+};
 #endif
+
+// fp32 F.linear through Linear32Fn where at::linear would make one addmm / mm of a 2-D problem (a 2-D input,
+// or a contiguous 3-D one folded), on the CPU without autocast, libtorch on a system OpenBLAS (not MKL).
+// false: anything else, for at::linear. `CJEPA_SPLIT_GEMM=0` turns it off.
+static bool Linear32(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b0, at::Tensor& y) {
+#ifdef CJEPA_SYSBLAS
+  static const bool on = [] { const char* v = std::getenv("CJEPA_SPLIT_GEMM"); return !(v && std::string(v) == "0"); }() && !at::hasMKL() && Openblas().set;
+  const bool hasBias = b0.has_value() && b0->defined();
+  if (!on || at::autocast::is_cpu_enabled()) return false;
+  auto f32 = [](const at::Tensor& t) { return t.device().is_cpu() && t.layout() == at::kStrided && t.scalar_type() == at::kFloat; };
+  if (!f32(x) || !f32(w) || (hasBias && !f32(*b0)) || w.dim() != 2 || !(x.dim() == 2 || (x.dim() == 3 && x.is_contiguous()))) return false;
+  const int64_t K = w.size(1), N = w.size(0), M = x.numel() / std::max<int64_t>(1, x.size(-1));
+  if (x.size(-1) != K || (hasBias && (b0->dim() != 1 || b0->size(0) != N)) || M < 2 || K < 2 || N < 2 ||
+      std::max({M, K, N, x.stride(0), w.stride(0), w.stride(1)}) > INT32_MAX / 4 || (x.dim() == 2 && x.stride(0) < 1) || x.stride(-1) < 1)
+    return false;
+  at::Tensor x2 = x.dim() == 2 ? x : x.view({M, K});
+  at::Tensor out = hasBias ? Linear32Fn::apply(x2, w, *b0) : Linear32NoBiasFn::apply(x2, w);
+  y = x.dim() == 2 ? out : out.view({x.size(0), x.size(1), N});
+  return true;
+#else
+  (void)x; (void)w; (void)b0; (void)y;
+  return false;
+#endif
+}
 
 // a @ b for a, b of the same batch dimensions (..., R, K) @ (..., K, C): fp32 on the CPU without autocast
 // through Bmm32Fn (the batch folded as at::matmul folds it); everything else at::matmul.
@@ -720,7 +849,15 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "batchedMatmul", FN { return Wrap(info.Env(), BatchedMatmul(T(info, 0), T(info, 1))); });
 #ifdef CJEPA_SYSBLAS
   exports.Set("batchedMatmulThreaded", Napi::Boolean::New(env, !at::hasMKL()));  // fp32 bmm split over threads
+  {
+    // fp32 Linear split over threads (Linear32), and the OpenBLAS kernel family it runs (for `cjepa bench`)
+    exports.Set("linearSplit", Napi::Boolean::New(env, !at::hasMKL() && Openblas().set != nullptr));
+    auto core = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+    exports.Set("blasCore", core ? Napi::Value(Napi::String::New(env, core())) : env.Null());
+  }
 #else
+  exports.Set("linearSplit", Napi::Boolean::New(env, false));
+  exports.Set("blasCore", env.Null());
   exports.Set("batchedMatmulThreaded", Napi::Boolean::New(env, false));
 #endif
   Def(env, exports, "residualAdd", FN { return Wrap(info.Env(), ResidualAdd(T(info, 0), T(info, 1))); });

@@ -49,6 +49,8 @@ export interface RowResult {
 }
 export interface BenchReport {
   machine: string; threads: number; peakGflops: number; peakMethod: string; sgemmGflops: number;
+  /** the fp32 GEMM library both sides run, with OpenBLAS's kernel family and how it was chosen */
+  blas: string;
   torch: string | null; torchNote?: string; rows: RowResult[];
 }
 
@@ -173,8 +175,21 @@ export function runBench(o: BenchOptions): BenchReport {
   return {
     machine: `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} logical CPUs${T.cpuHasBf16() ? `, bf16 (${T.cpuBf16Units().join(', ')})` : ''}`,
     threads: o.threads, peakGflops: peak.gflops, peakMethod: `${peak.isa} FMA microkernel (12 independent chains per thread, best of 3)`,
-    sgemmGflops: sgemm, torch: torch.ok ? torch.version! : null, torchNote: torch.ok ? undefined : torch.why, rows,
+    sgemmGflops: sgemm, blas: blasDescription(), torch: torch.ok ? torch.version! : null, torchNote: torch.ok ? undefined : torch.why, rows,
   };
+}
+
+/**
+ * Which fp32 GEMM both sides run: libtorch's own BLAS, and for OpenBLAS its kernel family. OpenBLAS picks the
+ * family from the CPU unless OPENBLAS_CORETYPE names one (some hosts set it to an older family: on an AVX-512
+ * CPU that halves sgemm), and the PyTorch side inherits this process's environment.
+ */
+function blasDescription(): string {
+  const core: string | null = native.blasCore ?? null;
+  if (!core) return 'libtorch\'s BLAS (not OpenBLAS, or not linked by the addon)';
+  const env = process.env.OPENBLAS_CORETYPE;
+  return `OpenBLAS, ${core} kernels (${env ? `OPENBLAS_CORETYPE=${env}` : 'detected; OPENBLAS_CORETYPE unset'})` +
+    `; cjepa's fp32 Linear ${native.linearSplit ? 'splits its GEMMs over its threads (CJEPA_SPLIT_GEMM=0: off)' : 'is at::linear'}`;
 }
 
 const f0 = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(0));
@@ -185,6 +200,7 @@ export function formatBench(r: BenchReport): string {
   const out: string[] = [];
   out.push(`machine: ${r.machine}; threads ${r.threads} both sides (torch.set_num_threads / at::set_num_threads), env GOMP_SPINCOUNT=${process.env.GOMP_SPINCOUNT} OPENBLAS_THREAD_TIMEOUT=${process.env.OPENBLAS_THREAD_TIMEOUT} both sides`);
   out.push(`fp32 peak: ${r.peakGflops.toFixed(0)} GFLOP/s (${r.peakMethod}); libtorch sgemm 2048^3: ${r.sgemmGflops.toFixed(0)} GFLOP/s`);
+  out.push(`fp32 GEMMs (both sides): ${r.blas}`);
   out.push(`PyTorch: ${r.torch ?? `not compared (${r.torchNote})`}`);
   out.push('CPU ms/step: process CPU time (all threads, spin-waits included) per timed step; less sensitive than wall time to other load on a shared machine');
   out.push('FLOPs: GEMM FLOPs only (qkv, proj, MLP, attention matmuls, patch conv); step = 3x forward of encoder + predictor, 1x target forward');
@@ -223,7 +239,7 @@ export function benchJson(r: BenchReport): Record<string, unknown> {
     ours_bf16_ms: main?.bf16?.ours.ms ?? null, pytorch_bf16_ms: main?.bf16?.pytorch?.ms ?? null,
     bf16_ratio: main?.bf16?.ratioVsTorchFp32 ?? null, bf16_vs_pytorch_bf16: main?.bf16?.ratio ?? null,
     cpu_ratio: main?.fp32?.cpuRatio ?? null, bf16_cpu_ratio: main?.bf16?.cpuRatioVsTorchFp32 ?? null, bf16_vs_pytorch_bf16_cpu: main?.bf16?.cpuRatio ?? null,
-    peak_gflops: r.peakGflops, peak_method: r.peakMethod, sgemm_gflops: r.sgemmGflops, threads: r.threads, machine: r.machine, torch: r.torch,
+    peak_gflops: r.peakGflops, peak_method: r.peakMethod, sgemm_gflops: r.sgemmGflops, blas: r.blas, threads: r.threads, machine: r.machine, torch: r.torch,
     rows: r.rows.map((x) => ({
       id: x.id, title: x.title, batch: x.batch, gflop: x.flops / 1e9,
       ...Object.fromEntries((['fp32', 'bf16'] as const).filter((p) => x[p]).map((p) => [p, {
