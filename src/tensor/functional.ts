@@ -5,8 +5,11 @@ import { Tensor, type Reduction, handleOf, handles, optHandle as opt } from './t
 /**
  * y = x W^T + b. bf16 with a bias (autocast): one oneDNN matmul with the bias added in its epilogue
  * (native/fused.cc; the same values as libtorch's addmm, 30-35 % less time per forward than its path, which
- * writes the bias into y first and reads it back); the backward is libtorch's. fp32, no bias, or an addon
- * built without oneDNN: libtorch's linear. `CJEPA_UNFUSED=linear` runs libtorch's linear always.
+ * writes the bias into y first and reads it back); the backward is libtorch's. fp32 on a libtorch that runs
+ * OpenBLAS (Debian's): the forward and both backward GEMMs are addmm's own `sgemm_` calls over blocks of rows, one
+ * block per libtorch thread, OpenBLAS single-threaded for the call (no second thread pool spinning against
+ * libtorch's; ~10-15 % off the fp32 preset step; sums within float rounding of libtorch's, `CJEPA_SPLIT_GEMM=0`
+ * turns it off). Otherwise libtorch's linear. `CJEPA_UNFUSED=linear` runs libtorch's linear always.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   if (UNFUSED.has('linear')) return atenLinear(x, weight, bias);
