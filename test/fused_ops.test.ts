@@ -158,6 +158,7 @@ test('F.linear with a bias: bf16 (oneDNN, bias in the GEMM) within one bf16 step
   assert.equal(native.onednnLinear, true, 'the addon was built without the oneDNN headers (apt-get install -y libdnnl-dev; npm run build:native)');
   const setup = readFileSync(fileURLToPath(new URL('../../scripts/setup-debian.sh', import.meta.url)), 'utf8');
   assert.match(setup, /USER_PKGS="[^"]*libdnnl-dev/);
+  assert.equal(native.linearSplit, true, 'fp32 Linear is not on the split OpenBLAS path (libtorch on Debian links OpenBLAS as libblas.so.3)');
   const K = 300;  // long enough for the GEMMs' summation orders to differ
   const w = T.randn([48, K], { generator: new T.Generator(21) }).mul(0.1), b = T.randn([48], { generator: new T.Generator(22) });
   const inputs: Array<[string, () => T.Tensor]> = [
