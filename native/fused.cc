@@ -695,9 +695,10 @@ struct Bmm32Fn : public torch::autograd::Function<Bmm32Fn> {
 // libtorch runs an fp32 Linear as addmm: an OpenMP-parallel copy of the bias into y, then one sgemm_ that
 // OpenBLAS threads with its own pthread pool. On two cores the two pools' spinning threads take turns with
 // each other around every GEMM, and OpenBLAS's own split was measured 10-50 % slower than two single-
-// threaded sgemm_ calls over halves of the rows (bias fill + beta 1, exactly addmm's arithmetic). Here each
-// of libtorch's threads fills and multiplies its own block of rows with OpenBLAS set to one thread for the
-// call (OpenBLAS never splits the K sum, so every element is the same dot product in the same order).
+// threaded sgemm_ calls over halves of the rows (bias fill + beta 1, addmm's arithmetic). Here each of
+// libtorch's threads fills and multiplies its own block of rows with OpenBLAS set to one thread for the call.
+// Values can differ from at::linear's by float rounding: OpenBLAS picks its kernel by the size of the call
+// (small-matrix kernels on AVX-512), and a block is smaller than the whole (test/fused_ops.test.ts bounds it).
 // OpenBLAS's thread-count calls are looked up at run time: another BLAS behind libblas.so.3 keeps at::linear.
 struct OpenblasThreads {
   void (*set)(int) = nullptr;
@@ -745,13 +746,15 @@ static at::Tensor Gemm32(const at::Tensor& a0, const at::Tensor& b0, const at::T
     rows(0, R);
     return out;
   }
-  const OpenblasThreads& ob = Openblas();
-  const int prev = ob.get();
-  if (prev != 1) ob.set(1);
+  struct OneBlasThread {  // OpenBLAS's own thread count back on the way out, exceptions included
+    const OpenblasThreads& ob = Openblas();
+    const int prev = ob.get();
+    OneBlasThread() { if (prev != 1) ob.set(1); }
+    ~OneBlasThread() { if (prev != 1) ob.set(prev); }
+  } oneThread;
   at::parallel_for(0, blocks, 1, [&](int64_t s, int64_t e) {
     for (int64_t i = s; i < e; i++) rows((R * i / blocks) / 16 * 16, i + 1 == blocks ? R : (R * (i + 1) / blocks) / 16 * 16);
   });
-  if (prev != 1) ob.set(prev);
   return out;
 }
 
@@ -794,9 +797,17 @@ struct Linear32NoBiasFn : public torch::autograd::Function<Linear32NoBiasFn> {
 // fp32 F.linear through Linear32Fn where at::linear would make one addmm / mm of a 2-D problem (a 2-D input,
 // or a contiguous 3-D one folded), on the CPU without autocast, libtorch on a system OpenBLAS (not MKL).
 // false: anything else, for at::linear. `CJEPA_SPLIT_GEMM=0` turns it off.
-static bool Linear32(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b0, at::Tensor& y) {
+static bool Linear32On() {
 #ifdef CJEPA_SYSBLAS
   static const bool on = [] { const char* v = std::getenv("CJEPA_SPLIT_GEMM"); return !(v && std::string(v) == "0"); }() && !at::hasMKL() && Openblas().set;
+  return on;
+#else
+  return false;
+#endif
+}
+static bool Linear32(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b0, at::Tensor& y) {
+#ifdef CJEPA_SYSBLAS
+  const bool on = Linear32On();
   const bool hasBias = b0.has_value() && b0->defined();
   if (!on || at::autocast::is_cpu_enabled()) return false;
   auto f32 = [](const at::Tensor& t) { return t.device().is_cpu() && t.layout() == at::kStrided && t.scalar_type() == at::kFloat; };
@@ -851,7 +862,7 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
   exports.Set("batchedMatmulThreaded", Napi::Boolean::New(env, !at::hasMKL()));  // fp32 bmm split over threads
   {
     // fp32 Linear split over threads (Linear32), and the OpenBLAS kernel family it runs (for `cjepa bench`)
-    exports.Set("linearSplit", Napi::Boolean::New(env, !at::hasMKL() && Openblas().set != nullptr));
+    exports.Set("linearSplit", Napi::Boolean::New(env, Linear32On()));
     auto core = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
     exports.Set("blasCore", core ? Napi::Value(Napi::String::New(env, core())) : env.Null());
   }
