@@ -513,8 +513,9 @@ struct LinearBiasFn : public torch::autograd::Function<LinearBiasFn> {
 
 // F.linear: LinearBiasFn for bf16 where at::linear would call addmm (a 2-D input, or a contiguous 3-D one,
 // with a bias), with autocast's casts made first as its linear wrapper makes them. fp32 without autocast:
-// Linear32Fn on the system OpenBLAS (below); otherwise at::linear (oneDNN's fp32 sums in another order, and
-// fp32 is the exact-parity mode), as for anything else and an addon built without oneDNN.
+// Linear32Fn on the system OpenBLAS (below: the same sgemm_ per block of rows); otherwise at::linear (not
+// oneDNN's fp32, whose sums broke a 1e-4 gradient parity in session 7), as for anything else and an addon
+// built without oneDNN.
 static bool Linear32(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b, at::Tensor& y);
 
 at::Tensor FusedLinear(const at::Tensor& x0, const at::Tensor& w0, const c10::optional<at::Tensor>& b0) {
