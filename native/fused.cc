@@ -278,6 +278,7 @@ static bool GeluTableOn() {
 }
 
 at::Tensor FusedGeluForward(const at::Tensor& x0) {
+  RECORD_FUNCTION("cj::gelu", std::vector<c10::IValue>({x0}));
   if (!Fusable(x0)) return at::gelu(x0);
   at::Tensor x = x0.contiguous();
   at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
@@ -300,6 +301,7 @@ at::Tensor FusedGeluForward(const at::Tensor& x0) {
 }
 
 at::Tensor FusedGeluBackward(const at::Tensor& g0, const at::Tensor& x0) {
+  RECORD_FUNCTION("cj::gelu_backward", std::vector<c10::IValue>({g0, x0}));
   if (!Fusable(x0) || g0.scalar_type() != x0.scalar_type() || g0.sizes() != x0.sizes()) return at::gelu_backward(g0, x0);
   at::Tensor x = x0.contiguous(), g = g0.contiguous();
   at::Tensor dx = at::empty_like(x, at::MemoryFormat::Contiguous);
@@ -337,6 +339,7 @@ struct GeluFn : public torch::autograd::Function<GeluFn> {
 // softmax(scale * x, -1) in one pass forward and one backward (the attention scores' `* scale` and
 // softmax fused); other dtypes, devices and empty rows use the stock ops.
 at::Tensor ScaledSoftmaxForward(const at::Tensor& x0, double scale) {
+  RECORD_FUNCTION("cj::scaled_softmax", std::vector<c10::IValue>({x0}));
   if (!Fusable(x0) || x0.dim() == 0 || x0.size(-1) == 0 || x0.numel() == 0) return at::softmax(x0.mul(scale), -1);
   at::Tensor x = x0.contiguous();
   at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
@@ -354,6 +357,7 @@ at::Tensor ScaledSoftmaxForward(const at::Tensor& x0, double scale) {
 }
 
 at::Tensor ScaledSoftmaxBackward(const at::Tensor& g0, const at::Tensor& y, double scale) {
+  RECORD_FUNCTION("cj::scaled_softmax_backward", std::vector<c10::IValue>({g0, y}));
   if (!Fusable(y) || g0.scalar_type() != y.scalar_type() || g0.sizes() != y.sizes() || y.numel() == 0)
     return at::_softmax_backward_data(g0.to(y.scalar_type()), y, -1, y.scalar_type()).mul(scale);
   at::Tensor g = g0.contiguous();
@@ -389,6 +393,7 @@ struct ScaledSoftmaxFn : public torch::autograd::Function<ScaledSoftmaxFn> {
 // as ATen's type promotion makes it. Backward: the gradient as is for a, cast to bf16 for b.
 struct ResidualAddFn : public torch::autograd::Function<ResidualAddFn> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a0, const at::Tensor& b0) {
+    RECORD_FUNCTION("cj::residual_add", std::vector<c10::IValue>({a0, b0}));
     at::Tensor a = a0.contiguous(), b = b0.contiguous();
     at::Tensor out = at::empty_like(a, at::MemoryFormat::Contiguous);
     const float* ap = a.data_ptr<float>();
@@ -414,6 +419,7 @@ static at::Tensor ResidualAdd(const at::Tensor& a, const at::Tensor& b) {
 // the stock at::layer_norm.
 struct LayerNormToBf16Fn : public torch::autograd::Function<LayerNormToBf16Fn> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x0, const at::Tensor& w, const at::Tensor& b, double eps) {
+    RECORD_FUNCTION("cj::layer_norm_bf16", std::vector<c10::IValue>({x0}));
     at::Tensor x = x0.contiguous();
     int64_t D = x.size(-1), rows = x.numel() / D;
     auto statShape = x.sizes().vec();
@@ -470,6 +476,7 @@ static bool AtenUsesOnednn(int64_t m, int64_t k, int64_t n) {
   return cpu && m * k * n > 16 * 16 * 16;
 }
 static void DnnlLinearBf16(const at::Tensor& x0, const at::Tensor& w, const at::Tensor& b, at::Tensor& y) {
+  RECORD_FUNCTION("cj::linear_bf16", std::vector<c10::IValue>({x0, w}));  // rows of their own in `cjepa bench --profile`
   // a broadcast (stride 0) input, e.g. an expanded tensor, is copied: oneDNN takes positive strides only
   at::Tensor x = x0.stride(0) >= 1 && x0.stride(1) >= 1 ? x0 : x0.contiguous();
   using dt = dnnl::memory::data_type;

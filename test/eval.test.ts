@@ -20,7 +20,7 @@ import { VisionTransformer } from '../src/nn/vit.js';
 import {
   knnClassify, linearProbe, trainLinear, linearObjective, predictLinear, accuracy, poolFeatures, extractFeatures,
   loadEncoderFromCheckpoint, evaluateCheckpoint, embedDataset, finetune, rankMe, covarianceSpectrum, normalisedStd, layerScales, layerId,
-  collapseStats, collapseVerdict, healthyStd,
+  collapseStats, collapseVerdict, healthyStd, splitSeed,
 } from '../src/eval/index.js';
 import { runTorch, maxAbsDiff } from './util/pytorch.js';
 import { makeFolder } from './fixtures/data_fixture.js';
@@ -284,6 +284,26 @@ test('centred RankMe ignores a shared mean direction; the verdict reads centred 
   const s = collapseStats(shifted);
   assert.ok(Math.abs(s.rankme_centred - c) < 1e-9 && s.rankme < 1.5 && s.dim === D);
   for (const t of [x, shifted, onehot]) t.dispose();
+});
+
+test("eval's split seed: the run's own held-out split unless told otherwise, with a warning on a leaking one", () => {
+  const run = resolveConfig(undefined, { data: 'fashion-mnist', valSplit: 0.1, seed: 1 });
+  const msgs: string[] = [];
+  const say = (m: string) => msgs.push(m);
+  assert.equal(splitSeed(undefined, 0.1, 'fashion-mnist', run, say), 1);  // the images the run never trained on
+  assert.match(msgs.pop()!, /seed 1, the pretraining run's own held-out 0.1 of fashion-mnist/);
+  assert.equal(splitSeed(undefined, 0.2, 'fashion-mnist', run, say), 0);  // another fraction: another split anyway
+  assert.equal(splitSeed(undefined, 0.1, 'mnist', run, say), 0);
+  assert.equal(splitSeed(undefined, undefined, 'fashion-mnist', run, say), 0);  // --val-data
+  assert.equal(splitSeed(undefined, 0.1, 'fashion-mnist', null, say), 0);  // a bare weights file
+  assert.equal(msgs.length, 0);
+  assert.equal(splitSeed(1, 0.1, 'fashion-mnist', run, say), 1);
+  assert.equal(msgs.length, 0);
+  assert.equal(splitSeed(0, 0.1, 'fashion-mnist', run, say), 0);  // as asked, but said
+  assert.match(msgs.pop()!, /warning: .*seed 1; with seed 0 about 90 % of the test images were in its pretraining data \(pass --seed 1\)/);
+  const whole = resolveConfig(undefined, { data: 'fashion-mnist', valSplit: 0 });
+  assert.equal(splitSeed(undefined, 0.1, 'fashion-mnist', whole, say), 0);
+  assert.match(msgs.pop()!, /pretrained on all of fashion-mnist \(no held-out split\)/);
 });
 
 test('layer-wise lr decay: BEiT / MAE layer ids and scales', () => {

@@ -37,7 +37,7 @@ interface CommonFlags {
   workers?: number; threads?: number; device?: string; precision?: string; json?: boolean;
 }
 interface EvalFlags extends CommonFlags {
-  valData?: string; valSplit?: number; protocol: Protocol[]; seed: number; k: number[]; temperature: number;
+  valData?: string; valSplit?: number; protocol: Protocol[]; seed?: number; k: number[]; temperature: number;
   l2?: number[]; probeMaxIter?: number; l2Extend?: number; ftEpochs?: number; ftLr?: number; ftBatch?: number; ftLayerDecay?: number; ftFlip: boolean;
 }
 interface EmbedFlags extends CommonFlags { out: string; force?: boolean }
@@ -94,7 +94,7 @@ export function registerEvalCommands(program: Command): Command {
     .option('--val-data <spec>', 'test set (default: a seeded --val-split of --data)')
     .option('--val-split <f>', 'fraction of --data held out as the test set when no --val-data (default 0.1)', float('--val-split'))
     .option('--protocol <list>', `comma-separated: ${PROTOCOLS.join(', ')} (or none)`, protocolList, ['knn', 'linear'] as Protocol[])
-    .option('--seed <n>', 'seed of the splits', int('--seed', 0), 0)
+    .option('--seed <n>', "seed of the splits (default: the checkpoint run's own when it held out the same --val-split of the same --data, so its test images are unseen; else 0)", int('--seed', 0))
     .option('--k <list>', 'k-NN neighbour counts', intList('--k'), [20, 200])
     .option('--temperature <t>', 'k-NN vote temperature', float('--temperature'), 0.07)
     .option('--l2 <list>', 'linear probe: L2 strengths to start the sweep from (default 1e-5,...,1e-1; one value: no sweep)', floatList('--l2'))

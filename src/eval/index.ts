@@ -11,6 +11,7 @@ import { knnClassify, type KnnOptions } from './knn.js';
 import { linearProbe, type LinearProbeOptions } from './linear_probe.js';
 import { finetune, type FinetuneOptions } from './finetune.js';
 import { rankMe, normalisedStd, covarianceSpectrum, collapseVerdict } from '../method/monitors.js';
+import type { PretrainConfig } from '../config.js';
 
 export * from '../method/monitors.js';
 export { extractFeatures, poolFeatures, pooledDim, evalLoader, POOLINGS, type Pooling, type Features, type ExtractOptions, type SkippedSample } from './features.js';
@@ -145,17 +146,41 @@ function sampleRows(x: Tensor, n: number, seed: number): Tensor {
 }
 
 /** Loads the encoder of a checkpoint, extracts frozen features and runs the requested protocols. */
+/**
+ * The seed of the test split: the one given, else the checkpoint's own run seed when that run held out the
+ * same fraction of the same data (so the test images are the ones its pretraining never saw), else 0. A given
+ * seed that differs from such a run's gets a warning: most of that test split was in the run's training data
+ * (as does any split of data the run pretrained on whole).
+ */
+export function splitSeed(given: number | undefined, valSplit: number | undefined, data: string, run: PretrainConfig | null,
+                          say: (m: string) => void = () => {}): number {
+  const sameSplit = run !== null && valSplit !== undefined && run.valSplit === valSplit && run.data === data;
+  if (run !== null && valSplit !== undefined && run.valSplit === 0 && run.data === data) {
+    say(`note: the checkpoint's run pretrained on all of ${data} (no held-out split): this test split was in its pretraining data`);
+  }
+  if (given === undefined) {
+    if (!sameSplit || run!.seed === 0) return 0;
+    say(`test split: seed ${run!.seed}, the pretraining run's own held-out ${valSplit} of ${data}`);
+    return run!.seed;
+  }
+  if (sameSplit && given !== run!.seed) {
+    say(`warning: the checkpoint's run held out the ${valSplit} split of ${data} with seed ${run!.seed}; with seed ${given} ` +
+      `about ${Math.round(100 * (1 - valSplit))} % of the test images were in its pretraining data (pass --seed ${run!.seed})`);
+  }
+  return given;
+}
+
 export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport> {
   const t0 = Date.now();
   const say = o.onMessage ?? (() => {});
   const protocols = [...new Set<Protocol>(o.protocols ?? ['knn', 'linear'])];
   for (const p of protocols) if (!PROTOCOLS.includes(p)) throw new Error(`unknown protocol '${String(p)}' (expected ${PROTOCOLS.join(', ')})`);
   const pooling = o.pooling ?? 'mean';
-  const seed = o.seed ?? 0;
   const valSplit = o.valData ? undefined : (o.valSplit ?? 0.1);
   if (valSplit !== undefined && !(valSplit > 0 && valSplit < 1)) throw new Error(`--val-split must be in (0, 1), got ${valSplit}`);
 
   const loaded = loadEncoderFromCheckpoint(o.checkpoint, { which: o.which, config: o.config, heads: o.heads, model: o.model, onMessage: say });
+  const seed = splitSeed(o.seed, valSplit, o.data, loaded.config, say);
   const enc = loaded.encoder;
   const feats: Tensor[] = [];
   try {
