@@ -145,7 +145,6 @@ function sampleRows(x: Tensor, n: number, seed: number): Tensor {
   return tidy(() => x.indexSelect(0, tensor(idx, [n]).long()));
 }
 
-/** Loads the encoder of a checkpoint, extracts frozen features and runs the requested protocols. */
 /**
  * The seed of the test split: the one given, else the checkpoint's own run seed when that run held out the
  * same fraction of the same data (so the test images are the ones its pretraining never saw), else 0. A given
@@ -170,6 +169,7 @@ export function splitSeed(given: number | undefined, valSplit: number | undefine
   return given;
 }
 
+/** Loads the encoder of a checkpoint, extracts frozen features and runs the requested protocols. */
 export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport> {
   const t0 = Date.now();
   const say = o.onMessage ?? (() => {});
