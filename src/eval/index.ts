@@ -153,18 +153,19 @@ function sampleRows(x: Tensor, n: number, seed: number): Tensor {
  */
 export function splitSeed(given: number | undefined, valSplit: number | undefined, data: string, run: PretrainConfig | null,
                           say: (m: string) => void = () => {}): number {
-  const sameSplit = run !== null && valSplit !== undefined && run.valSplit === valSplit && run.data === data;
-  if (run !== null && valSplit !== undefined && run.valSplit === 0 && run.data === data) {
+  const sameData = run !== null && valSplit !== undefined && run.data === data ? run : null;
+  if (sameData?.valSplit === 0) {
     say(`note: the checkpoint's run pretrained on all of ${data} (no held-out split): this test split was in its pretraining data`);
   }
+  const own = sameData !== null && sameData.valSplit === valSplit ? sameData.seed : undefined;  // the run held out this very fraction
   if (given === undefined) {
-    if (!sameSplit || run!.seed === 0) return 0;
-    say(`test split: seed ${run!.seed}, the pretraining run's own held-out ${valSplit} of ${data}`);
-    return run!.seed;
+    if (!own) return 0;
+    say(`test split: seed ${own}, the pretraining run's own held-out ${valSplit} of ${data}`);
+    return own;
   }
-  if (sameSplit && given !== run!.seed) {
-    say(`warning: the checkpoint's run held out the ${valSplit} split of ${data} with seed ${run!.seed}; with seed ${given} ` +
-      `about ${Math.round(100 * (1 - valSplit))} % of the test images were in its pretraining data (pass --seed ${run!.seed})`);
+  if (own !== undefined && given !== own) {
+    say(`warning: the checkpoint's run held out the ${valSplit} split of ${data} with seed ${own}; with seed ${given} ` +
+      `about ${Math.round(100 * (1 - valSplit!))} % of the test images were in its pretraining data (pass --seed ${own})`);
   }
   return given;
 }
