@@ -56,6 +56,11 @@ export interface PretrainConfig {
     viewAug: 'vicreg' | 'crop';
     /** 'views' placement: what VICReg pools: the context encoder's masked tokens, or a full (unmasked) pass of the online encoder */
     viewInput: 'context' | 'full';
+    /**
+     * 'target' placement: what the EMA teacher pools: the same crop the context came from ('same'), or a second,
+     * VICReg-augmented view of the image ('augmented': one extra no-grad target forward per step)
+     */
+    teacherView: 'same' | 'augmented';
   };
   vicreg: { inv: number; var: number; cov: number; decorrelate: Decorrelation; expander: number[] };
   optim: {
@@ -99,7 +104,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   },
   loss: { distance: 'smooth_l1' },
   // context placement: the regulariser must act on the encoder (docs/results/cifar10-ablation/)
-  cjepa: { betaVicreg: 0.001, betaDecaySteps: 0, betaDecayStart: 0, inv: 25, var: 25, cov: 1, decorrelate: 'covariance', placement: 'context', projector: [], viewAug: 'vicreg', viewInput: 'context' },
+  cjepa: { betaVicreg: 0.001, betaDecaySteps: 0, betaDecayStart: 0, inv: 25, var: 25, cov: 1, decorrelate: 'covariance', placement: 'context', projector: [], viewAug: 'vicreg', viewInput: 'context', teacherView: 'same' },
   vicreg: { inv: 25, var: 25, cov: 1, decorrelate: 'covariance', expander: [768, 768, 768] },
   optim: {
     batch: 128, epochs: 10, steps: 0, lr: 1e-3, startLr: 2e-4, finalLr: 1e-6, warmupEpochs: 1, scaleWarmup: true,
@@ -206,6 +211,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   c.cjepa.projector.forEach((d, i) => num(`cjepa.projector[${i}]`, d, { int: true, min: 1 }));
   if (!['vicreg', 'crop'].includes(c.cjepa.viewAug)) fail('cjepa.viewAug', `must be vicreg or crop, got '${c.cjepa.viewAug}'`);
   if (!['context', 'full'].includes(c.cjepa.viewInput)) fail('cjepa.viewInput', `must be context or full, got '${c.cjepa.viewInput}'`);
+  if (!['same', 'augmented'].includes(c.cjepa.teacherView)) fail('cjepa.teacherView', `must be same or augmented, got '${c.cjepa.teacherView}'`);
   if (c.method === 'cjepa' && ['block-pair', 'patch'].includes(c.cjepa.placement) && c.cjepa.betaVicreg > 0 && c.masks.nTargets < 2) {
     fail('masks.nTargets', 'must be >= 2 for the C-JEPA block-pair regulariser');
   }

@@ -38,7 +38,7 @@ const MASKS: MultiBlockMaskConfig = {
   contextAspect: [1, 1], minKeep: 1, allowOverlap: false, mode: 'unbiased',
 };
 
-interface JepaCase { kind: 'jepa'; name: string; beta: number; placement: CjepaPlacement; projector?: boolean; bf16?: boolean; fullView?: boolean; decorrelate?: Decorrelation }
+interface JepaCase { kind: 'jepa'; name: string; beta: number; placement: CjepaPlacement; projector?: boolean; bf16?: boolean; fullView?: boolean; teacherView?: boolean; decorrelate?: Decorrelation }
 interface VicregCase { kind: 'vicreg'; name: string }
 type Case = JepaCase | VicregCase;
 const CASES: Case[] = [
@@ -50,6 +50,8 @@ const CASES: Case[] = [
   { kind: 'jepa', name: 'cjepa_context_corr', beta: 0.1, placement: 'context', decorrelate: 'correlation' },
   // VICReg between the pooled context tokens and the EMA teacher's pooled view of the whole image
   { kind: 'jepa', name: 'cjepa_target', beta: 0.1, placement: 'target' },
+  // cjepa.teacherView 'augmented': the teacher pools a second view of each image (view2 here)
+  { kind: 'jepa', name: 'cjepa_target_view', beta: 0.1, placement: 'target', teacherView: true },
   // two views: the batch of 4 is read as view 1 of images {0, 1} then view 2 of the same images
   { kind: 'jepa', name: 'cjepa_views', beta: 0.1, placement: 'views', projector: true },
   // bf16 autocast on both sides (torch.autocast in the reference): compared at BF16_TOL
@@ -124,7 +126,7 @@ function runJepa(c: JepaCase): StepResult {
   const mods: [string, VisionTransformer | Predictor | Expander][] = [['encoder', nets.encoder], ['predictor', nets.predictor], ...(projector ? [['projector', projector] as [string, Expander]] : [])];
   const opt = new AdamW(ijepaParamGroups(mods.flatMap(([, m]) => m.namedParameters())));
   if (c.bf16) setPrecision('bf16');
-  const terms = jepaForward(nets, images, ctxMasks, tgtMasks, cjepaOptions(c.beta, c.placement, c.decorrelate), undefined, projector ? (x) => projector.forward(x) : undefined, { fullView: c.fullView ?? false });
+  const terms = jepaForward(nets, images, ctxMasks, tgtMasks, cjepaOptions(c.beta, c.placement, c.decorrelate), undefined, projector ? (x) => projector.forward(x) : undefined, { fullView: c.fullView ?? false, ...(c.teacherView ? { teacherImages: view2 } : {}) });
   setPrecision('fp32');
   const keys = c.beta === 0 ? (['loss', 'jepa'] as const) : (['loss', 'jepa', 'vicreg', 'inv', 'var', 'cov'] as const);
   for (const k of keys) out[`terms.${k}`] = terms[k].detach().reshape([1]);
@@ -187,7 +189,7 @@ before(() => {
 
   // One Python process for all cases (importing torch is the slow part).
   const calls = CASES.map((c) => c.kind === 'jepa'
-    ? `ref_jepa.jepa_step(inp, out, '${c.name}/', dict(cfg, beta_vicreg=${c.beta}, placement='${c.placement}', projector=${c.projector ? 'True' : 'False'}, bf16=${c.bf16 ? 'True' : 'False'}, full_view=${c.fullView ? 'True' : 'False'}, weights=dict(cfg['weights'], decorrelate='${c.decorrelate ?? 'covariance'}')))`
+    ? `ref_jepa.jepa_step(inp, out, '${c.name}/', dict(cfg, beta_vicreg=${c.beta}, placement='${c.placement}', projector=${c.projector ? 'True' : 'False'}, bf16=${c.bf16 ? 'True' : 'False'}, full_view=${c.fullView ? 'True' : 'False'}, teacher_view=${c.teacherView ? 'True' : 'False'}, weights=dict(cfg['weights'], decorrelate='${c.decorrelate ?? 'covariance'}')))`
     : `ref_jepa.vicreg_step(inp, out, '${c.name}/', cfg)`);
   ref = runTorch([
     'import json, ref_jepa',

@@ -187,6 +187,7 @@ test('bad config values are refused before any work, naming the field', () => {
   assert.throws(() => tinyConfig('cjepa', 'bad', { model: { imgSize: 18 } }), /'model\.imgSize'.*divisible/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { placement: 'nowhere' } }), /'cjepa\.placement'/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { viewInput: 'half' } }), /'cjepa\.viewInput' must be context or full/);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { teacherView: 'other' } }), /'cjepa\.teacherView' must be same or augmented/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { decorrelate: 'whiten' } }), /'cjepa\.decorrelate' must be one of covariance, correlation, got 'whiten'/);
   assert.throws(() => tinyConfig('vicreg', 'bad', { vicreg: { decorrelate: 'cov' } }), /'vicreg\.decorrelate'/);
   assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { betaDecaySteps: 2.5 } }), /'cjepa\.betaDecaySteps'/);

@@ -27,6 +27,8 @@ export class JepaMethod implements TrainingMethod {
   readonly options: CjepaOptions;
   /** Two augmented views per image, both through the JEPA loss, VICReg between them. */
   readonly twoViews: boolean;
+  /** 'target' placement with cjepa.teacherView 'augmented': view 2 of each image goes to the teacher only. */
+  readonly teacherView: boolean;
 
   constructor(readonly cfg: PretrainConfig, channels: number, readonly shard: MethodShard = SINGLE_SHARD) {
     const m = cfg.model, size = m.imgSize;
@@ -44,7 +46,11 @@ export class JepaMethod implements TrainingMethod {
     this.twoViews = cfg.method === 'cjepa' && cfg.cjepa.placement === 'views';
     this.projector = this.twoViews && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed) : null;
     const crop = ijepaTransform({ size, scale: cfg.aug.scale, flip: cfg.aug.flip });
-    this.views = !this.twoViews ? [crop] : cfg.cjepa.viewAug === 'vicreg' ? vicregViews({ size, scale: cfg.aug.viewScale }) : [crop, { ...crop, name: 'ijepa-2' }];
+    this.teacherView = cfg.method === 'cjepa' && beta > 0 && cfg.cjepa.placement === 'target' && cfg.cjepa.teacherView === 'augmented';
+    // the teacher's view: VICReg's second view (jitter, grayscale, solarize), its crop at aug.viewScale
+    const teacherAug = { ...vicregViews({ size, scale: cfg.aug.viewScale })[1], name: 'teacher' };
+    this.views = this.twoViews ? (cfg.cjepa.viewAug === 'vicreg' ? vicregViews({ size, scale: cfg.aug.viewScale }) : [crop, { ...crop, name: 'ijepa-2' }])
+      : this.teacherView ? [crop, teacherAug] : [crop];
     if (this.projector && shard.allGather) this.projector.syncBatchNorm({ rank: shard.rank, allGather: shard.allGather });
     this.sampler = new MultiBlockMaskSampler({ gridSize: gridOf(size, m.patch), allowOverlap: false, ...cfg.masks }, cfg.seed);
   }
@@ -61,10 +67,11 @@ export class JepaMethod implements TrainingMethod {
   forward(batch: Batch, step = 0, totalSteps?: number): Record<string, Tensor> {
     // two views: one batch of 2B images (view 1 of every image, then view 2), each with its own masks
     const images = this.twoViews ? cat(batch.views.map((v) => tensor(v, batch.shape, onDefaultDevice())), 0) : tensor(batch.views[0]!, batch.shape, onDefaultDevice());
+    const teacherImages = this.teacherView ? tensor(batch.views[1]!, batch.shape, onDefaultDevice()) : undefined;
     const masks = maskTensors(this.sampleMasks(images.size(0)));
     const projector = this.projector ? (x: Tensor) => this.projector!.forward(x) : undefined;
     const options = { ...this.options, betaVicreg: this.betaAt(step, totalSteps) };
-    const t = jepaForward({ encoder: this.encoder, targetEncoder: this.targetEncoder, predictor: this.predictor }, images, masks.ctx, masks.tgt, options, this.shard.allGather, projector, { fullView: this.twoViews && this.cfg.cjepa.viewInput === 'full', ctxPad: masks.ctxPad });
+    const t = jepaForward({ encoder: this.encoder, targetEncoder: this.targetEncoder, predictor: this.predictor }, images, masks.ctx, masks.tgt, options, this.shard.allGather, projector, { fullView: this.twoViews && this.cfg.cjepa.viewInput === 'full', ctxPad: masks.ctxPad, teacherImages });
     return this.cfg.method === 'ijepa' ? { loss: t.loss } : { ...t };
   }
 

@@ -46,12 +46,16 @@ export function jepaTargets(targetEncoder: VisionTransformer, images: Tensor, ct
   return targetsAndTeacher(targetEncoder, images, ctx, tgt, false).h;
 }
 
-/** The JEPA targets and, when asked, the target encoder's output averaged over all patches of each image (B, D) (C-JEPA 'target'). */
-function targetsAndTeacher(targetEncoder: VisionTransformer, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], pooled: boolean): { h: Tensor; teacher?: Tensor } {
+/**
+ * The JEPA targets and, when asked, the target encoder's output averaged over all patches of each image (B, D)
+ * (C-JEPA 'target'): of the same images, or of `teacherImages` (a second view of each image) when given.
+ */
+function targetsAndTeacher(targetEncoder: VisionTransformer, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], pooled: boolean, teacherImages?: Tensor): { h: Tensor; teacher?: Tensor } {
   return noGrad(() => tidy(() => {
     const h = autocast(() => targetEncoder.forward(images)).float();  // targets and losses in fp32
     const hn = F.layerNorm(h, [h.size(-1)]);
-    return { h: repeatInterleaveBatch(applyMasks(hn, tgt), images.size(0), ctx.length), ...(pooled ? { teacher: h.mean(1) } : {}) };
+    const teacher = !pooled ? undefined : teacherImages ? autocast(() => targetEncoder.forward(teacherImages)).float().mean(1) : h.mean(1);
+    return { h: repeatInterleaveBatch(applyMasks(hn, tgt), images.size(0), ctx.length), ...(teacher ? { teacher } : {}) };
   }));
 }
 
@@ -60,12 +64,14 @@ export interface JepaForwardOptions {
   fullView?: boolean;
   /** padded context rows (masks.contextFit 'pad', from maskTensors) */
   ctxPad?: ContextPadding;
+  /** 'target' placement: a second view of each image for the teacher to pool (cjepa.teacherView 'augmented') */
+  teacherImages?: Tensor;
 }
 
 /** C-JEPA / I-JEPA loss terms for one batch (I-JEPA is betaVicreg = 0). */
 export function jepaForward(nets: JepaNets, images: Tensor, ctx: readonly Tensor[], tgt: readonly Tensor[], o: CjepaOptions, allGather?: AllGather, projector?: Projector, opts: JepaForwardOptions = {}) {
   return tidy(() => {
-    const { h, teacher } = targetsAndTeacher(nets.targetEncoder, images, ctx, tgt, o.placement === 'target' && o.betaVicreg !== 0);
+    const { h, teacher } = targetsAndTeacher(nets.targetEncoder, images, ctx, tgt, o.placement === 'target' && o.betaVicreg !== 0, opts.teacherImages);
     const pad = opts.ctxPad;
     const full = (opts.fullView ?? false) && o.betaVicreg !== 0;
     const { zc, z, zr } = autocast(() => {

@@ -345,6 +345,9 @@ def jepa_step(inp, out, tag, cfg):
         with autocast():
             h = target_encoder(imgs)
         teacher = h.float().mean(dim=1)  # C-JEPA 'target' placement: before the targets' layer norm
+        if cfg.get('teacher_view'):  # cjepa.teacherView 'augmented': the teacher pools a second view
+            with autocast():
+                teacher = target_encoder(inp['view2']).float().mean(dim=1)
         h = F.layer_norm(h.float(), (h.size(-1),))
         h = repeat_interleave_batch(apply_masks(h, masks_pred), len(imgs), repeat=len(masks_enc))
     with autocast():
