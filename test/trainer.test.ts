@@ -18,7 +18,8 @@ import { loadTensors } from '../src/io/tensors.js';
 import { resolveCheckpointDir } from '../src/method/checkpoint.js';
 import { maxAbsDiff } from './util/pytorch.js';
 import { CLI, writeTinyCliConfig, latestStep, waitUntil } from './util/runs.js';
-import { setNumThreads, getNumThreads, liveTensors, gcReleasedTensors } from '../src/tensor/index.js';
+import { setNumThreads, getNumThreads, liveTensors, gcReleasedTensors, noGrad, tidy } from '../src/tensor/index.js';
+import { JepaMethod } from '../src/method/jepa_method.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cjepa-trainer-'));
 process.env['CJEPA_DATA'] ??= join(dir, 'cache'); // dataset caches (file lists) stay out of ~/.cache
@@ -145,6 +146,32 @@ test('C-JEPA with padded contexts (masks.contextFit pad) trains: finite losses, 
   } finally {
     setNumThreads(prev);
   }
+});
+
+test('cjepa.teacherView augmented: a second, colour-augmented view per image reaches the teacher only; training runs', async () => {
+  const over = { cjepa: { betaVicreg: 0.1, placement: 'target', teacherView: 'augmented' } };
+  const method = new JepaMethod(tinyConfig('cjepa', 'tv-unit', over), 3);
+  const same = new JepaMethod(tinyConfig('cjepa', 'tv-same', { cjepa: { betaVicreg: 0.1, placement: 'target' } }), 3);
+  assert.equal(method.views.length, 2);
+  assert.ok(method.views[1]!.jitter && method.views[1]!.grayscaleP > 0, 'the teacher view is VICReg-augmented');
+  assert.equal(same.views.length, 1);
+  const n = 4 * 3 * 16 * 16, a = new Float32Array(n).map((_, i) => Math.sin(i)), b = new Float32Array(n).map((_, i) => Math.cos(i * 0.7));
+  const batch = (views: Float32Array[]) => ({ views, shape: [4, 3, 16, 16] as [number, number, number, number], labels: new Int32Array(4), indices: new Int32Array(4), waitMs: 0, skipped: 0, bad: [] });
+  const start = same.sampler.rng.state();
+  const terms = (m: JepaMethod, views: Float32Array[]) => {
+    m.sampler.rng.setState(start);  // the same masks on every call
+    return noGrad(() => tidy(() => Object.fromEntries(Object.entries(m.forward(batch(views), 0, 6)).map(([k, t]) => [k, t.item()]))));
+  };
+  // the same image twice: exactly the same-view placement; another image for the teacher: only VICReg moves
+  const twin = terms(method, [a, a]), ref = terms(same, [a]), other = terms(method, [a, b]);
+  for (const k of ['loss', 'jepa', 'vicreg', 'inv']) assert.ok(Math.abs(twin[k]! - ref[k]!) <= 1e-6 * Math.abs(ref[k]!), `${k}: ${twin[k]} vs ${ref[k]}`);
+  assert.equal(other['jepa'], ref['jepa'], 'the JEPA loss does not see the teacher view');
+  assert.ok(Math.abs(other['inv']! - ref['inv']!) > 1e-4 * Math.abs(ref['inv']!), 'the invariance term reads the teacher view');
+  method.dispose(); same.dispose();
+  const cfg = tinyConfig('cjepa', 'tv-run', over);
+  await pretrain(cfg, quiet);
+  const steps = readFileSync(join(cfg.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === 'step');
+  assert.ok(steps.length === 6 && steps.every((l) => Number.isFinite(l.loss) && l.terms.vicreg > 0), 'six finite steps with the regulariser on');
 });
 
 test('cjepa.betaDecayStart/Steps: each logged loss is jepa + beta_t * vicreg (beta, then the cosine), then jepa alone', async () => {

@@ -46,11 +46,12 @@ export class JepaMethod implements TrainingMethod {
     this.twoViews = cfg.method === 'cjepa' && cfg.cjepa.placement === 'views';
     this.projector = this.twoViews && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed) : null;
     const crop = ijepaTransform({ size, scale: cfg.aug.scale, flip: cfg.aug.flip });
+    const vicregPair = () => vicregViews({ size, scale: cfg.aug.viewScale });
     this.teacherView = cfg.method === 'cjepa' && beta > 0 && cfg.cjepa.placement === 'target' && cfg.cjepa.teacherView === 'augmented';
-    // the teacher's view: VICReg's second view (jitter, grayscale, solarize), its crop at aug.viewScale
-    const teacherAug = { ...vicregViews({ size, scale: cfg.aug.viewScale })[1], name: 'teacher' };
-    this.views = this.twoViews ? (cfg.cjepa.viewAug === 'vicreg' ? vicregViews({ size, scale: cfg.aug.viewScale }) : [crop, { ...crop, name: 'ijepa-2' }])
-      : this.teacherView ? [crop, teacherAug] : [crop];
+    if (this.twoViews) this.views = cfg.cjepa.viewAug === 'vicreg' ? vicregPair() : [crop, { ...crop, name: 'ijepa-2' }];
+    // the teacher's view: VICReg's second view (jitter, grayscale, solarisation), its crop at aug.viewScale
+    else if (this.teacherView) this.views = [crop, { ...vicregPair()[1], name: 'teacher' }];
+    else this.views = [crop];
     if (this.projector && shard.allGather) this.projector.syncBatchNorm({ rank: shard.rank, allGather: shard.allGather });
     this.sampler = new MultiBlockMaskSampler({ gridSize: gridOf(size, m.patch), allowOverlap: false, ...cfg.masks }, cfg.seed);
   }
