@@ -49,6 +49,8 @@ export interface PretrainConfig {
     betaDecayStart: StepCount;
     /** what the cov term penalises: 'covariance' (official) or the scale-free 'correlation' */
     decorrelate: Decorrelation;
+    /** the std the variance hinge asks of each pooled dimension (VICReg's gamma, official 1) */
+    stdTarget: number;
     placement: CjepaPlacement;
     /** 'views' placement: widths of the projector on pooled embeddings before VICReg ([] = none) */
     projector: number[];
@@ -62,7 +64,7 @@ export interface PretrainConfig {
      */
     teacherView: 'same' | 'augmented';
   };
-  vicreg: { inv: number; var: number; cov: number; decorrelate: Decorrelation; expander: number[] };
+  vicreg: { inv: number; var: number; cov: number; decorrelate: Decorrelation; stdTarget: number; expander: number[] };
   optim: {
     batch: number;
     epochs: number;             // used when steps is 0
@@ -104,8 +106,8 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   },
   loss: { distance: 'smooth_l1' },
   // context placement: the regulariser must act on the encoder (docs/results/cifar10-ablation/)
-  cjepa: { betaVicreg: 0.001, betaDecaySteps: 0, betaDecayStart: 0, inv: 25, var: 25, cov: 1, decorrelate: 'covariance', placement: 'context', projector: [], viewAug: 'vicreg', viewInput: 'context', teacherView: 'same' },
-  vicreg: { inv: 25, var: 25, cov: 1, decorrelate: 'covariance', expander: [768, 768, 768] },
+  cjepa: { betaVicreg: 0.001, betaDecaySteps: 0, betaDecayStart: 0, inv: 25, var: 25, cov: 1, decorrelate: 'covariance', stdTarget: 1, placement: 'context', projector: [], viewAug: 'vicreg', viewInput: 'context', teacherView: 'same' },
+  vicreg: { inv: 25, var: 25, cov: 1, decorrelate: 'covariance', stdTarget: 1, expander: [768, 768, 768] },
   optim: {
     batch: 128, epochs: 10, steps: 0, lr: 1e-3, startLr: 2e-4, finalLr: 1e-6, warmupEpochs: 1, scaleWarmup: true,
     weightDecay: 0.04, finalWeightDecay: 0.4, betas: [0.9, 0.999], eps: 1e-8, clipGrad: 0, ema: [0.996, 1.0], ipeScale: 1.0,
@@ -205,6 +207,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   for (const k of ['inv', 'var', 'cov'] as const) { num(`cjepa.${k}`, c.cjepa[k], { min: 0 }); num(`vicreg.${k}`, c.vicreg[k], { min: 0 }); }
   for (const k of ['cjepa', 'vicreg'] as const) {
     if (!DECORRELATIONS.includes(c[k].decorrelate)) fail(`${k}.decorrelate`, `must be one of ${DECORRELATIONS.join(', ')}, got '${c[k].decorrelate}'`);
+    num(`${k}.stdTarget`, c[k].stdTarget, { gt: 0 });
   }
   if (!CJEPA_PLACEMENTS.includes(c.cjepa.placement)) fail('cjepa.placement', `must be one of ${CJEPA_PLACEMENTS.join(', ')}, got '${c.cjepa.placement}'`);
   if (!Array.isArray(c.cjepa.projector)) fail('cjepa.projector', 'must be a list of layer widths ([] = no projector)');

@@ -38,7 +38,7 @@ const MASKS: MultiBlockMaskConfig = {
   contextAspect: [1, 1], minKeep: 1, allowOverlap: false, mode: 'unbiased',
 };
 
-interface JepaCase { kind: 'jepa'; name: string; beta: number; placement: CjepaPlacement; projector?: boolean; bf16?: boolean; fullView?: boolean; teacherView?: boolean; decorrelate?: Decorrelation }
+interface JepaCase { kind: 'jepa'; name: string; beta: number; placement: CjepaPlacement; projector?: boolean; bf16?: boolean; fullView?: boolean; teacherView?: boolean; decorrelate?: Decorrelation; stdTarget?: number }
 interface VicregCase { kind: 'vicreg'; name: string }
 type Case = JepaCase | VicregCase;
 const CASES: Case[] = [
@@ -50,6 +50,8 @@ const CASES: Case[] = [
   { kind: 'jepa', name: 'cjepa_context_corr', beta: 0.1, placement: 'context', decorrelate: 'correlation' },
   // VICReg between the pooled context tokens and the EMA teacher's pooled view of the whole image
   { kind: 'jepa', name: 'cjepa_target', beta: 0.1, placement: 'target' },
+  // cjepa.stdTarget: the variance hinge asks each pooled dimension for a std of 0.5 instead of 1
+  { kind: 'jepa', name: 'cjepa_target_std', beta: 0.1, placement: 'target', stdTarget: 0.5 },
   // cjepa.teacherView 'augmented': the teacher pools a second view of each image (view2 here)
   { kind: 'jepa', name: 'cjepa_target_view', beta: 0.1, placement: 'target', teacherView: true },
   // two views: the batch of 4 is read as view 1 of images {0, 1} then view 2 of the same images
@@ -101,8 +103,8 @@ function jepaNets(): { encoder: VisionTransformer; predictor: Predictor; targetE
   return { encoder, predictor, targetEncoder };
 }
 
-function cjepaOptions(beta: number, placement: CjepaPlacement, decorrelate: Decorrelation = 'covariance'): CjepaOptions {
-  return { betaVicreg: beta, weights: { ...VICREG_WEIGHTS, decorrelate }, placement, distance: 'smooth_l1' };
+function cjepaOptions(beta: number, placement: CjepaPlacement, decorrelate: Decorrelation = 'covariance', stdTarget = 1): CjepaOptions {
+  return { betaVicreg: beta, weights: { ...VICREG_WEIGHTS, decorrelate, stdTarget }, placement, distance: 'smooth_l1' };
 }
 
 /** Replaces every gradient with the reference's (see the header), checking both have the same set. */
@@ -126,7 +128,7 @@ function runJepa(c: JepaCase): StepResult {
   const mods: [string, VisionTransformer | Predictor | Expander][] = [['encoder', nets.encoder], ['predictor', nets.predictor], ...(projector ? [['projector', projector] as [string, Expander]] : [])];
   const opt = new AdamW(ijepaParamGroups(mods.flatMap(([, m]) => m.namedParameters())));
   if (c.bf16) setPrecision('bf16');
-  const terms = jepaForward(nets, images, ctxMasks, tgtMasks, cjepaOptions(c.beta, c.placement, c.decorrelate), undefined, projector ? (x) => projector.forward(x) : undefined, { fullView: c.fullView ?? false, ...(c.teacherView ? { teacherImages: view2 } : {}) });
+  const terms = jepaForward(nets, images, ctxMasks, tgtMasks, cjepaOptions(c.beta, c.placement, c.decorrelate, c.stdTarget), undefined, projector ? (x) => projector.forward(x) : undefined, { fullView: c.fullView ?? false, ...(c.teacherView ? { teacherImages: view2 } : {}) });
   setPrecision('fp32');
   const keys = c.beta === 0 ? (['loss', 'jepa'] as const) : (['loss', 'jepa', 'vicreg', 'inv', 'var', 'cov'] as const);
   for (const k of keys) out[`terms.${k}`] = terms[k].detach().reshape([1]);
@@ -189,7 +191,7 @@ before(() => {
 
   // One Python process for all cases (importing torch is the slow part).
   const calls = CASES.map((c) => c.kind === 'jepa'
-    ? `ref_jepa.jepa_step(inp, out, '${c.name}/', dict(cfg, beta_vicreg=${c.beta}, placement='${c.placement}', projector=${c.projector ? 'True' : 'False'}, bf16=${c.bf16 ? 'True' : 'False'}, full_view=${c.fullView ? 'True' : 'False'}, teacher_view=${c.teacherView ? 'True' : 'False'}, weights=dict(cfg['weights'], decorrelate='${c.decorrelate ?? 'covariance'}')))`
+    ? `ref_jepa.jepa_step(inp, out, '${c.name}/', dict(cfg, beta_vicreg=${c.beta}, placement='${c.placement}', projector=${c.projector ? 'True' : 'False'}, bf16=${c.bf16 ? 'True' : 'False'}, full_view=${c.fullView ? 'True' : 'False'}, teacher_view=${c.teacherView ? 'True' : 'False'}, weights=dict(cfg['weights'], decorrelate='${c.decorrelate ?? 'covariance'}', std_target=${c.stdTarget ?? 1})))`
     : `ref_jepa.vicreg_step(inp, out, '${c.name}/', cfg)`);
   ref = runTorch([
     'import json, ref_jepa',
@@ -363,6 +365,14 @@ test("C-JEPA step with the 'target' placement (context vs the teacher's whole im
   // the teacher side carries no gradient: the invariance term differs from the 'context' placement's
   const tg = ours['cjepa_target']!, ctx = ours['cjepa_context']!;
   assert.ok(Math.abs(tg['terms.inv']!.item() - ctx['terms.inv']!.item()) > 1e-3 * Math.abs(ctx['terms.inv']!.item()), 'target and context invariance terms differ');
+});
+
+test('C-JEPA step with a variance hinge at std 0.5 (cjepa.stdTarget) matches the PyTorch reference', (t) => {
+  checkCase(t, 'cjepa_target_std', jepaCounts(6));
+  // the same step as 'cjepa_target' but for the hinge's target: a smaller variance term, the same invariance
+  const half = ours['cjepa_target_std']!, one = ours['cjepa_target']!;
+  assert.ok(half['terms.var']!.item() < one['terms.var']!.item() - 1e-3, `var term at std 0.5 (${half['terms.var']!.item()}) below the one at 1 (${one['terms.var']!.item()})`);
+  assert.ok(Math.abs(half['terms.inv']!.item() - one['terms.inv']!.item()) < 1e-6, 'the invariance term does not depend on the hinge');
 });
 
 /** A two-view case: the JEPA networks' counts plus the projector's parameters. */

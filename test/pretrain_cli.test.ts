@@ -189,6 +189,7 @@ test('the loss formula names the weighted terms', () => {
     'loss = jepa + 0.1·vicreg (jepa: smooth L1; vicreg = 25·inv + 25·var + 1·cov, placement context)');
   assert.equal(lossFormula(resolveConfig(undefined, { method: 'ijepa' })), "loss = jepa (smooth L1 to the target encoder's blocks)");
   assert.equal(lossFormula(resolveConfig(undefined, { method: 'vicreg', vicreg: { inv: 25, var: 25, cov: 1 } })), 'loss = 25·inv + 25·var + 1·cov');
+  assert.equal(lossFormula(resolveConfig(undefined, { method: 'vicreg', vicreg: { stdTarget: 0.5 } })), 'loss = 25·inv + 25·var(std ≥ 0.5) + 1·cov');
 });
 
 // ------------------------------------------------------------------ Ctrl-C

@@ -42,7 +42,7 @@ export class JepaMethod implements TrainingMethod {
       predictorEmbedDim: cfg.predictor.embedDim, depth: cfg.predictor.depth, numHeads: cfg.predictor.numHeads,
     });
     const beta = cfg.method === 'ijepa' ? 0 : cfg.cjepa.betaVicreg;
-    this.options = { betaVicreg: beta, weights: { inv: cfg.cjepa.inv, var: cfg.cjepa.var, cov: cfg.cjepa.cov, decorrelate: cfg.cjepa.decorrelate }, placement: cfg.cjepa.placement, distance: cfg.loss.distance };
+    this.options = { betaVicreg: beta, weights: { inv: cfg.cjepa.inv, var: cfg.cjepa.var, cov: cfg.cjepa.cov, decorrelate: cfg.cjepa.decorrelate, stdTarget: cfg.cjepa.stdTarget }, placement: cfg.cjepa.placement, distance: cfg.loss.distance };
     this.twoViews = cfg.method === 'cjepa' && cfg.cjepa.placement === 'views';
     this.projector = this.twoViews && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed) : null;
     const crop = ijepaTransform({ size, scale: cfg.aug.scale, flip: cfg.aug.flip });

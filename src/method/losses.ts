@@ -26,6 +26,11 @@ export interface VicregWeights {
    * holds the variance hinge in a stall; correlation can only be lowered by decorrelating.
    */
   decorrelate?: Decorrelation;
+  /**
+   * The std the variance hinge asks of each dimension (VICReg's gamma, official 1). Pooled token features
+   * spread less than single tokens do, so a hinge at 1 keeps pushing on them for the whole run.
+   */
+  stdTarget?: number;
 }
 export const VICREG_WEIGHTS: VicregWeights = { inv: 25, var: 25, cov: 1 };
 
@@ -42,9 +47,9 @@ export interface VicregTerms {
  */
 export type AllGather = (x: Tensor) => Tensor;
 
-/** Variance hinge of one centred batch: mean(relu(1 - sqrt(var + 1e-4))). */
-function varianceHinge(xc: Tensor): Tensor {
-  return xc.var(0).add(1e-4).sqrt().rsub(1).relu().mean();
+/** Variance hinge of one centred batch: mean(relu(gamma - sqrt(var + 1e-4))), gamma = stdTarget (official 1). */
+function varianceHinge(xc: Tensor, stdTarget = 1): Tensor {
+  return xc.var(0).add(1e-4).sqrt().rsub(stdTarget).relu().mean();
 }
 
 /** Sum of squared off-diagonal covariance entries / D, for a centred batch. */
@@ -66,7 +71,7 @@ export function vicregLoss(x: Tensor, y: Tensor, w: VicregWeights = VICREG_WEIGH
     const gx = allGather ? allGather(x) : x;
     const gy = allGather ? allGather(y) : y;
     const xc = gx.sub(gx.mean(0)), yc = gy.sub(gy.mean(0));
-    const vr = varianceHinge(xc).div(2).add(varianceHinge(yc).div(2));
+    const vr = varianceHinge(xc, w.stdTarget).div(2).add(varianceHinge(yc, w.stdTarget).div(2));
     const cv = decorrelationTerm(xc, w.decorrelate).add(decorrelationTerm(yc, w.decorrelate));
     const loss = inv.mul(w.inv).add(vr.mul(w.var)).add(cv.mul(w.cov));
     return { loss, inv, var: vr, cov: cv };
@@ -174,7 +179,7 @@ export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pi
       const flat = z.reshape([-1, D]);
       const g = allGather ? allGather(flat) : flat;
       const c = g.sub(g.mean(0));
-      const vr = varianceHinge(c);
+      const vr = varianceHinge(c, o.weights.stdTarget);
       const cv = decorrelationTerm(c, o.weights.decorrelate);
       const loss = inv.mul(o.weights.inv).add(vr.mul(o.weights.var)).add(cv.mul(o.weights.cov));
       return { loss, inv, var: vr, cov: cv };

@@ -59,8 +59,8 @@ const w = (x: number) => String(+x.toPrecision(4));
  * 25·inv + 25·var + 1·cov, on context)' for C-JEPA, 'loss = jepa' for I-JEPA, '25·inv + 25·var + 1·cov' for VICReg.
  */
 export function lossFormula(cfg: PretrainConfig, totalSteps?: number): string {
-  const vic = (v: { inv: number; var: number; cov: number; decorrelate?: string }) =>
-    `${w(v.inv)}·inv + ${w(v.var)}·var + ${w(v.cov)}·${v.decorrelate === 'correlation' ? 'corr' : 'cov'}`;
+  const vic = (v: { inv: number; var: number; cov: number; decorrelate?: string; stdTarget?: number }) =>
+    `${w(v.inv)}·inv + ${w(v.var)}·var${v.stdTarget !== undefined && v.stdTarget !== 1 ? `(std ≥ ${w(v.stdTarget)})` : ''} + ${w(v.cov)}·${v.decorrelate === 'correlation' ? 'corr' : 'cov'}`;
   if (cfg.method === 'vicreg') return `loss = ${vic(cfg.vicreg)}`;
   const dist = cfg.loss.distance === 'l2' ? 'L2' : 'smooth L1';
   if (cfg.method === 'ijepa' || cfg.cjepa.betaVicreg === 0) return `loss = jepa (${dist} to the target encoder's blocks)`;

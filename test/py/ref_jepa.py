@@ -200,16 +200,17 @@ def off_diagonal(m):
     return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
 
 
-def vicreg_loss(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, decorrelate='covariance'):
+def vicreg_loss(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, decorrelate='covariance', std_target=1.0):
     """The official VICReg criterion on (B, D) embeddings (one process: the gather is the identity).
-    decorrelate='correlation': the cov term on the correlation matrix (each dimension divided by its std)."""
+    decorrelate='correlation': the cov term on the correlation matrix (each dimension divided by its std);
+    std_target: the hinge's gamma (official 1)."""
     batch_size, num_features = x.shape
     repr_loss = F.mse_loss(x, y)
     x = x - x.mean(dim=0)
     y = y - y.mean(dim=0)
     std_x = torch.sqrt(x.var(dim=0) + 0.0001)
     std_y = torch.sqrt(y.var(dim=0) + 0.0001)
-    std_loss = torch.mean(F.relu(1 - std_x)) / 2 + torch.mean(F.relu(1 - std_y)) / 2
+    std_loss = torch.mean(F.relu(std_target - std_x)) / 2 + torch.mean(F.relu(std_target - std_y)) / 2
     if decorrelate == 'correlation':
         x, y = x / std_x, y / std_y
     cov_x = (x.T @ x) / (batch_size - 1)
@@ -237,6 +238,7 @@ def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None, teacher=None):
     M = n_targets
     B = z.shape[0] // M
     dec = w.get('decorrelate', 'covariance')
+    st = w.get('std_target', 1.0)
     D = z.shape[-1]
     per_block = z.view(M, B, -1, D)
     if placement == 'views':
@@ -246,15 +248,15 @@ def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None, teacher=None):
         x, y = pooled[:half], pooled[half:]
         if proj is not None:
             x, y = proj(x), proj(y)
-        return vicreg_loss(x, y, w['inv'], w['var'], w['cov'], dec)
+        return vicreg_loss(x, y, w['inv'], w['var'], w['cov'], dec, st)
     if placement == 'target':
-        return vicreg_loss(ctx.mean(dim=1), teacher, w['inv'], w['var'], w['cov'], dec)
+        return vicreg_loss(ctx.mean(dim=1), teacher, w['inv'], w['var'], w['cov'], dec, st)
     if placement == 'context':
         pred_mean = per_block.mean(dim=(0, 2))  # mean over every predicted token of the image
-        return vicreg_loss(ctx.mean(dim=1), pred_mean, w['inv'], w['var'], w['cov'], dec)
+        return vicreg_loss(ctx.mean(dim=1), pred_mean, w['inv'], w['var'], w['cov'], dec, st)
     pooled = per_block.mean(dim=2)  # (M, B, D): one vector per (block, image)
     pairs = [(i, j) for i in range(M) for j in range(M) if i != j]  # ordered pairs of blocks
-    terms = [vicreg_loss(pooled[i], pooled[j], w['inv'], w['var'], w['cov'], dec) for i, j in pairs]
+    terms = [vicreg_loss(pooled[i], pooled[j], w['inv'], w['var'], w['cov'], dec, st) for i, j in pairs]
     mean = {k: sum(t[k] for t in terms) / len(terms) for k in terms[0]}
     if placement == 'block-pair':
         return mean
@@ -262,7 +264,7 @@ def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None, teacher=None):
     flat = z.reshape(-1, D)
     flat = flat - flat.mean(dim=0)
     std = torch.sqrt(flat.var(dim=0) + 0.0001)
-    var = F.relu(1 - std).mean()
+    var = F.relu(st - std).mean()
     if dec == 'correlation':
         flat = flat / std
     cov = off_diagonal(flat.T @ flat / (flat.shape[0] - 1)).pow(2).sum() / D
