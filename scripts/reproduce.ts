@@ -18,7 +18,7 @@
 // later call with --reuse (or --eval-only) only evaluates what is new and rewrites the report.
 // CJEPA_THREADS=1 runs one process per core.
 import { parseArgs } from 'node:util';
-import { existsSync, mkdirSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync, readFileSync, renameSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as T from '../src/tensor/index.js';
@@ -98,9 +98,15 @@ async function main(): Promise<void> {
   // ------------------------------------------------------------ floors
   const floorsFile = join(a['runs-dir']!, 'floors.json');
   const floorsKey = `${a.data}|subset ${subsetN}|seed ${seed}`;
-  const cachedFloors = existsSync(floorsFile) ? JSON.parse(readFileSync(floorsFile, 'utf8')) as { key: string; floors: Row[] } : undefined;
-  if (cachedFloors?.key === floorsKey) {
-    floors.push(...cachedFloors.floors);
+  // one entry per data / subset / seed, so runs of several seeds share the file
+  const readFloors = (): Record<string, Row[]> => {
+    if (!existsSync(floorsFile)) return {};
+    const j = JSON.parse(readFileSync(floorsFile, 'utf8'));
+    return typeof j.key === 'string' && Array.isArray(j.floors) ? { [j.key]: j.floors } : j; // the one-entry file of earlier versions
+  };
+  const cachedFloors = readFloors()[floorsKey];
+  if (cachedFloors) {
+    floors.push(...cachedFloors);
     say(`floors from ${floorsFile}`);
   } else {
     const size = 32;
@@ -123,7 +129,10 @@ async function main(): Promise<void> {
     say(`random init: ${JSON.stringify(floors[1])}`);
     for (const n of [nets.encoder, nets.targetEncoder, nets.predictor]) n?.dispose();
     mkdirSync(a['runs-dir']!, { recursive: true });
-    writeFileSync(floorsFile, JSON.stringify({ key: floorsKey, floors }, null, 2));
+    // re-read (a run beside this one may have added its seed), then write whole and rename
+    const tmp = `${floorsFile}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ ...readFloors(), [floorsKey]: floors }, null, 2));
+    renameSync(tmp, floorsFile);
   }
 
   // ------------------------------------------------------------ runs
