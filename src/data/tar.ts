@@ -78,12 +78,9 @@ export async function extractTar(archive: string, dest: string, o: TarExtractOpt
   const magic = Buffer.alloc(2);
   await head.read(magic, 0, 2, 0);
   await head.close();
+  // No 'data' listener here: it would start the stream flowing before the loop below
+  // attaches, and a small plain tar could be read (and lost) during the mkdir await.
   const raw = createReadStream(archive, { highWaterMark: 1 << 20 });
-  let read = 0;
-  raw.on('data', (c) => {
-    read += c.length;
-    o.onProgress?.(read);
-  });
   const gz = magic[0] === 0x1f && magic[1] === 0x8b;
   const stream: AsyncIterable<Buffer> = gz ? raw.pipe(createGunzip({ chunkSize: 1 << 20 })) : raw;
   if (gz) raw.on('error', (e) => (stream as ReturnType<typeof createGunzip>).destroy(e));
@@ -147,6 +144,7 @@ export async function extractTar(archive: string, dest: string, o: TarExtractOpt
 
   try {
     for await (const chunk of stream) {
+      o.onProgress?.(raw.bytesRead);
       let buf = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       let pos = 0;
       while (!ended) {
