@@ -52,7 +52,7 @@ export interface PretrainConfig {
     /** the std the variance hinge asks of each pooled dimension (VICReg's gamma, official 1) */
     stdTarget: number;
     placement: CjepaPlacement;
-    /** 'views' placement: widths of the projector on pooled embeddings before VICReg ([] = none) */
+    /** 'views' and 'target' placements: widths of the projector on pooled embeddings before VICReg ([] = none) */
     projector: number[];
     /** 'views' placement: augmentation of the two views (VICReg's official pair, or two I-JEPA crops) */
     viewAug: 'vicreg' | 'crop';

@@ -52,6 +52,7 @@ const CASES: Case[] = [
   { kind: 'jepa', name: 'cjepa_target', beta: 0.1, placement: 'target' },
   // cjepa.stdTarget: the variance hinge asks each pooled dimension for a std of 0.5 instead of 1
   { kind: 'jepa', name: 'cjepa_target_std', beta: 0.1, placement: 'target', stdTarget: 0.5 },
+  { kind: 'jepa', name: 'cjepa_target_proj', beta: 0.1, placement: 'target', projector: true },
   // cjepa.teacherView 'augmented': the teacher pools a second view of each image (view2 here)
   { kind: 'jepa', name: 'cjepa_target_view', beta: 0.1, placement: 'target', teacherView: true },
   // two views: the batch of 4 is read as view 1 of images {0, 1} then view 2 of the same images
@@ -221,6 +222,7 @@ const STRUCTURAL_ZERO_GRADS: Record<string, string[]> = {
   cjepa_views: ['grad.projector.0.bias', 'grad.projector.3.bias'],
   cjepa_views_bf16: ['grad.projector.0.bias', 'grad.projector.3.bias'],
   cjepa_views_full: ['grad.projector.0.bias', 'grad.projector.3.bias'],
+  cjepa_target_proj: ['grad.projector.0.bias', 'grad.projector.3.bias'],
 };
 
 /**
@@ -231,6 +233,7 @@ const STRUCTURAL_ZERO_GRADS: Record<string, string[]> = {
  */
 const CANCELLING_GRADS: Record<string, string[]> = {
   cjepa_views: ['grad.encoder.norm.bias'],
+  cjepa_target_proj: ['grad.encoder.norm.bias'],
   cjepa_views_bf16: ['grad.encoder.norm.bias'],
   cjepa_views_full: ['grad.encoder.norm.bias'],
 };
@@ -388,6 +391,14 @@ test('C-JEPA step with two views (VICReg between pooled context embeddings, thro
   // the regulariser acts on the encoder: its gradients differ from I-JEPA's
   const g = 'grad.encoder.blocks.0.attn.qkv.weight';
   assert.ok(maxAbsDiff(ours.cjepa_views![g]!, ours.ijepa![g]!) > 1e-3 * maxAbs(ours.ijepa![g]!), 'the VICReg term changes the encoder gradients');
+});
+
+test("C-JEPA 'target' placement through a projector (both sides, cjepa.projector) matches the PyTorch reference", (t) => {
+  checkProjectorCase(t, 'cjepa_target_proj');
+  // the projector really sits between the pooled embeddings and VICReg: the terms differ from the plain target step's
+  const p = ours['cjepa_target_proj']!, plain = ours['cjepa_target']!;
+  assert.ok(Math.abs(p['terms.inv']!.item() - plain['terms.inv']!.item()) > 1e-3 * Math.abs(plain['terms.inv']!.item()), 'projected and plain invariance terms differ');
+  assert.ok(Math.abs(p['terms.jepa']!.item() - plain['terms.jepa']!.item()) < 1e-6, 'the JEPA term does not depend on the projector');
 });
 
 test('C-JEPA two-view step under bf16 autocast matches PyTorch under torch.autocast (2e-2 relative)', (t) => {

@@ -20,7 +20,7 @@ export class JepaMethod implements TrainingMethod {
   readonly encoder: VisionTransformer;
   readonly targetEncoder: VisionTransformer;
   readonly predictor: Predictor;
-  /** C-JEPA 'views' placement: optional projector of pooled embeddings before VICReg. */
+  /** C-JEPA 'views' and 'target' placements: optional projector of pooled embeddings before VICReg. */
   readonly projector: Expander | null;
   readonly sampler: MultiBlockMaskSampler;
   readonly views: ViewSpec[];
@@ -44,7 +44,8 @@ export class JepaMethod implements TrainingMethod {
     const beta = cfg.method === 'ijepa' ? 0 : cfg.cjepa.betaVicreg;
     this.options = { betaVicreg: beta, weights: { inv: cfg.cjepa.inv, var: cfg.cjepa.var, cov: cfg.cjepa.cov, decorrelate: cfg.cjepa.decorrelate, stdTarget: cfg.cjepa.stdTarget }, placement: cfg.cjepa.placement, distance: cfg.loss.distance };
     this.twoViews = cfg.method === 'cjepa' && cfg.cjepa.placement === 'views';
-    this.projector = this.twoViews && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed) : null;
+    const projected = this.twoViews || (cfg.method === 'cjepa' && beta > 0 && cfg.cjepa.placement === 'target');
+    this.projector = projected && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed) : null;
     const crop = ijepaTransform({ size, scale: cfg.aug.scale, flip: cfg.aug.flip });
     const vicregPair = () => vicregViews({ size, scale: cfg.aug.viewScale });
     this.teacherView = cfg.method === 'cjepa' && beta > 0 && cfg.cjepa.placement === 'target' && cfg.cjepa.teacherView === 'augmented';

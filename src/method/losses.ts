@@ -151,7 +151,9 @@ export function cjepaRegulariser(z: Tensor, ctx: Tensor, nTargets: number, o: Pi
   return tidy(() => {
     if (o.placement === 'target') {
       if (!teacher) throw new Error("C-JEPA 'target' placement: the pooled target-encoder output (teacher) is missing");
-      return vicregLoss(poolTokens(ctx, ctxValid), teacher, o.weights, allGather);
+      // with a projector (cjepa.projector), both sides go through it, each batch on its own as in VICReg
+      const x = poolTokens(ctx, ctxValid);
+      return projector ? vicregLoss(projector(x), projector(teacher), o.weights, allGather) : vicregLoss(x, teacher, o.weights, allGather);
     }
     if (o.placement === 'views') {
       const B2 = ctx.size(0);

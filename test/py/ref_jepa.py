@@ -250,7 +250,10 @@ def cjepa_regulariser(z, ctx, n_targets, placement, w, proj=None, teacher=None):
             x, y = proj(x), proj(y)
         return vicreg_loss(x, y, w['inv'], w['var'], w['cov'], dec, st)
     if placement == 'target':
-        return vicreg_loss(ctx.mean(dim=1), teacher, w['inv'], w['var'], w['cov'], dec, st)
+        x = ctx.mean(dim=1)
+        if proj is not None:  # both sides through the online projector, one batch at a time
+            return vicreg_loss(proj(x), proj(teacher), w['inv'], w['var'], w['cov'], dec, st)
+        return vicreg_loss(x, teacher, w['inv'], w['var'], w['cov'], dec, st)
     if placement == 'context':
         pred_mean = per_block.mean(dim=(0, 2))  # mean over every predicted token of the image
         return vicreg_loss(ctx.mean(dim=1), pred_mean, w['inv'], w['var'], w['cov'], dec, st)
@@ -332,7 +335,7 @@ def jepa_step(inp, out, tag, cfg):
         p.requires_grad = False
     modules = [('encoder', encoder), ('predictor', predictor)]
     proj = None
-    if cfg.get('projector'):  # C-JEPA 'views': a VICReg expander on the pooled context embeddings
+    if cfg.get('projector'):  # C-JEPA 'views' / 'target': a VICReg expander on the pooled embeddings
         proj = expander(cfg['expander'])
         proj.load_state_dict(_sub(inp, 'expander.'), strict=True)
         modules.append(('projector', proj))
