@@ -44,11 +44,11 @@ export class JepaMethod implements TrainingMethod {
     const beta = cfg.method === 'ijepa' ? 0 : cfg.cjepa.betaVicreg;
     this.options = { betaVicreg: beta, weights: { inv: cfg.cjepa.inv, var: cfg.cjepa.var, cov: cfg.cjepa.cov, decorrelate: cfg.cjepa.decorrelate, stdTarget: cfg.cjepa.stdTarget }, placement: cfg.cjepa.placement, distance: cfg.loss.distance };
     this.twoViews = cfg.method === 'cjepa' && cfg.cjepa.placement === 'views';
-    const projected = this.twoViews || (cfg.method === 'cjepa' && beta > 0 && cfg.cjepa.placement === 'target');
-    this.projector = projected && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed) : null;
+    const targetTerm = cfg.method === 'cjepa' && beta > 0 && cfg.cjepa.placement === 'target';
+    this.projector = (this.twoViews || targetTerm) && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed) : null;
     const crop = ijepaTransform({ size, scale: cfg.aug.scale, flip: cfg.aug.flip });
     const vicregPair = () => vicregViews({ size, scale: cfg.aug.viewScale });
-    this.teacherView = cfg.method === 'cjepa' && beta > 0 && cfg.cjepa.placement === 'target' && cfg.cjepa.teacherView === 'augmented';
+    this.teacherView = targetTerm && cfg.cjepa.teacherView === 'augmented';
     if (this.twoViews) this.views = cfg.cjepa.viewAug === 'vicreg' ? vicregPair() : [crop, { ...crop, name: 'ijepa-2' }];
     // the teacher's view: VICReg's second view (jitter, grayscale, solarisation), its crop at aug.viewScale
     else if (this.teacherView) this.views = [crop, { ...vicregPair()[1], name: 'teacher' }];
