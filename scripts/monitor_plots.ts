@@ -37,7 +37,18 @@ const knnSeries = runs.flatMap((r) => (['target', 'online'] as const).map((which
 })).filter((s) => s.x.length > 0);
 // the raw-pixel floor of reproduce (<runs dir>/floors.json next to the first run), as a flat line
 const floorsFile = join(specs[0]!.replace(/^[^=]+=/, '').replace(/:\d+$/, ''), '..', 'floors.json');
-const raw = existsSync(floorsFile) ? (JSON.parse(readFileSync(floorsFile, 'utf8')) as { floors: { run: string; knn20: number }[] }).floors.find((f) => f.run === 'raw pixels') : undefined;
+type FloorRow = { run: string; knn20: number };
+const rawFloor = (): FloorRow | undefined => {
+  if (!existsSync(floorsFile)) return undefined;
+  const j = JSON.parse(readFileSync(floorsFile, 'utf8'));
+  // one entry per data / subset / seed ('<data>|subset <n>|seed <s>'), or the one-entry file of earlier versions
+  const entries: Record<string, FloorRow[]> = typeof j.key === 'string' && Array.isArray(j.floors) ? { [j.key]: j.floors } : j;
+  const cfgFile = join(specs[0]!.replace(/^[^=]+=/, '').replace(/:\d+$/, ''), 'config.json');
+  const seed = existsSync(cfgFile) ? JSON.parse(readFileSync(cfgFile, 'utf8')).seed : undefined;
+  const key = Object.keys(entries).find((k) => k.endsWith(`|seed ${seed}`)) ?? Object.keys(entries)[0];
+  return key === undefined ? undefined : entries[key]!.find((f) => f.run === 'raw pixels');
+};
+const raw = rawFloor();
 const xMax = Math.max(0, ...knnSeries.flatMap((s) => s.x));
 if (raw && knnSeries.length > 0) knnSeries.push({ name: 'raw pixels (floor)', x: [0, xMax], y: [100 * raw.knn20, 100 * raw.knn20] });
 if (knnSeries.length > 0) {
