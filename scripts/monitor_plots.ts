@@ -6,6 +6,7 @@
 import { readFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeLineChartPng } from '../src/util/plot.js';
+import { readFloorsFile } from './floors_file.js';
 import type { MonitorLog } from '../src/method/trainer.js';
 
 const args = process.argv.slice(2);
@@ -24,7 +25,7 @@ const runs = specs.map((s) => {
   const evalFile = join(dir!, 'eval.json');
   const evals = (existsSync(evalFile) ? Object.values(JSON.parse(readFileSync(evalFile, 'utf8')) as Record<string, { run: string; step: number; knn20: number }>) : [])
     .filter((e) => e.step <= until);
-  return { label: label!, perStep: Number(per ?? 64), mons, evals };
+  return { label: label!, dir: dir!, perStep: Number(per ?? 64), mons, evals };
 });
 const x = (r: (typeof runs)[number]) => r.mons.map((l) => (l.step * r.perStep) / 1000);
 await writeLineChartPng(join(out, 'monitor-rankme-centred.png'), runs.map((r) => ({ name: r.label, x: x(r), y: r.mons.map((l) => l.rankme_centred ?? NaN) })),
@@ -35,20 +36,13 @@ const knnSeries = runs.flatMap((r) => (['target', 'online'] as const).map((which
   const rows = r.evals.filter((e) => e.run.endsWith('/online') === (which === 'online')).sort((a, b) => a.step - b.step);
   return { name: `${r.label} (${which})`, x: rows.map((e) => (e.step * r.perStep) / 1000), y: rows.map((e) => 100 * e.knn20) };
 })).filter((s) => s.x.length > 0);
-// the raw-pixel floor of reproduce (<runs dir>/floors.json next to the first run), as a flat line
-const floorsFile = join(specs[0]!.replace(/^[^=]+=/, '').replace(/:\d+$/, ''), '..', 'floors.json');
-type FloorRow = { run: string; knn20: number };
-const rawFloor = (): FloorRow | undefined => {
-  if (!existsSync(floorsFile)) return undefined;
-  const j = JSON.parse(readFileSync(floorsFile, 'utf8'));
-  // one entry per data / subset / seed ('<data>|subset <n>|seed <s>'), or the one-entry file of earlier versions
-  const entries: Record<string, FloorRow[]> = typeof j.key === 'string' && Array.isArray(j.floors) ? { [j.key]: j.floors } : j;
-  const cfgFile = join(specs[0]!.replace(/^[^=]+=/, '').replace(/:\d+$/, ''), 'config.json');
-  const seed = existsSync(cfgFile) ? JSON.parse(readFileSync(cfgFile, 'utf8')).seed : undefined;
-  const key = Object.keys(entries).find((k) => k.endsWith(`|seed ${seed}`)) ?? Object.keys(entries)[0];
-  return key === undefined ? undefined : entries[key]!.find((f) => f.run === 'raw pixels');
-};
-const raw = rawFloor();
+// the raw-pixel floor of reproduce (<runs dir>/floors.json next to the first run, its data and seed), as a flat line
+const first = runs[0]!;
+const cfgFile = join(first.dir, 'config.json');
+const cfg = existsSync(cfgFile) ? (JSON.parse(readFileSync(cfgFile, 'utf8')) as { data?: string; seed?: number }) : {};
+const floors = readFloorsFile<{ run: string; knn20: number }>(join(first.dir, '..', 'floors.json'));
+const floorKey = Object.keys(floors).find((k) => k.startsWith(`${cfg.data}|`) && k.endsWith(`|seed ${cfg.seed}`)) ?? Object.keys(floors)[0];
+const raw = floorKey === undefined ? undefined : floors[floorKey]!.find((f) => f.run === 'raw pixels');
 const xMax = Math.max(0, ...knnSeries.flatMap((s) => s.x));
 if (raw && knnSeries.length > 0) knnSeries.push({ name: 'raw pixels (floor)', x: [0, xMax], y: [100 * raw.knn20, 100 * raw.knn20] });
 if (knnSeries.length > 0) {

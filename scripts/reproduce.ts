@@ -33,6 +33,7 @@ import { knnClassify } from '../src/eval/knn.js';
 import { linearProbe } from '../src/eval/linear_probe.js';
 import { rankMe, normalisedStd } from '../src/method/monitors.js';
 import { writeLineChartPng } from '../src/util/plot.js';
+import { floorsKey as floorsKeyOf, readFloorsFile } from './floors_file.js';
 import type { VisionTransformer } from '../src/nn/vit.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -97,13 +98,8 @@ async function main(): Promise<void> {
 
   // ------------------------------------------------------------ floors
   const floorsFile = join(a['runs-dir']!, 'floors.json');
-  const floorsKey = `${a.data}|subset ${subsetN}|seed ${seed}`;
-  // one entry per data / subset / seed, so runs of several seeds share the file
-  const readFloors = (): Record<string, Row[]> => {
-    if (!existsSync(floorsFile)) return {};
-    const j = JSON.parse(readFileSync(floorsFile, 'utf8'));
-    return typeof j.key === 'string' && Array.isArray(j.floors) ? { [j.key]: j.floors } : j; // the one-entry file of earlier versions
-  };
+  const floorsKey = floorsKeyOf(a.data!, subsetN, seed);
+  const readFloors = () => readFloorsFile<Row>(floorsFile);
   const cachedFloors = readFloors()[floorsKey];
   if (cachedFloors) {
     floors.push(...cachedFloors);
