@@ -246,9 +246,10 @@ static bool Fusable(const at::Tensor& t) {
   return t.device().is_cpu() && t.layout() == at::kStrided && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16);
 }
 
-// bf16 GELU by table: a bf16 input has 65,536 possible values, so the forward is a lookup in at::gelu's own
-// outputs for all of them (bit-identical to the stock op) and the backward multiplies by ATen's fp32
-// derivative at that value (the stock bf16 backward computes the same product in fp32), rounded once.
+// bf16 GELU by table: a bf16 input has 65,536 possible values, so the forward is a lookup in at::gelu's fp32
+// outputs for all of them, rounded once (what the stock bf16 op gives on AVX-512 CPUs; without AVX-512 the stock
+// op works in bf16 and is off by up to 74 % near x = -0.75), and the backward multiplies by ATen's fp32
+// derivative at that value (the stock AVX-512 bf16 backward computes the same product in fp32), rounded once.
 struct GeluTables { std::vector<uint16_t> fwd; std::vector<float> deriv; };
 static const GeluTables& Bf16GeluTables() {
   static const GeluTables t = [] {
@@ -257,9 +258,9 @@ static const GeluTables& Bf16GeluTables() {
     at::Tensor x = at::empty({65536}, at::kBFloat16);
     std::memcpy(x.data_ptr(), bits.contiguous().data_ptr(), 65536 * 2);
     GeluTables g{std::vector<uint16_t>(65536), std::vector<float>(65536)};
-    at::Tensor y = at::gelu(x).contiguous();
-    std::memcpy(g.fwd.data(), y.data_ptr(), 65536 * 2);
     at::Tensor xf = x.to(at::kFloat);
+    at::Tensor y = at::gelu(xf).to(at::kBFloat16).contiguous();
+    std::memcpy(g.fwd.data(), y.data_ptr(), 65536 * 2);
     at::Tensor d = at::gelu_backward(at::ones_like(xf), xf).contiguous();
     std::memcpy(g.deriv.data(), d.data_ptr(), 65536 * 4);
     return g;

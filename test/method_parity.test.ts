@@ -11,7 +11,7 @@
 // optimizer and EMA arithmetic is compared exactly; the gradients themselves are compared to 1e-4.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { Tensor, Generator, randn, noGrad, setPrecision } from '../src/tensor/index.js';
+import { Tensor, Generator, randn, noGrad, setPrecision, cpuHasBf16 } from '../src/tensor/index.js';
 import { VisionTransformer, type ViTConfig } from '../src/nn/vit.js';
 import { Predictor, type PredictorConfig } from '../src/nn/predictor.js';
 import { Expander } from '../src/nn/expander.js';
@@ -25,7 +25,11 @@ import { runTorch, maxAbsDiff } from './util/pytorch.js';
 const TOL = 1e-4;
 // bf16 autocast: the same kernels on both sides, but bf16 rounding (8 bits of mantissa) of any op whose
 // order differs is ~4e-3 relative and reaches the gradients amplified (measured worst: 1.2e-2, a LayerNorm bias).
-const BF16_TOL = 2e-2;
+// On CPUs without AVX512-BF16 / AMX, libtorch 1.13 emulates bf16 and its bf16 mm / bmm accumulate in bf16 on both
+// sides (measured on a Zen 3: 3-12 % of the product's max for K = 192-768, against 0.2 % with fp32 accumulation),
+// so the first block's small bias gradients drift further apart (measured worst there: 3.0e-2); `auto` never picks
+// bf16 on such CPUs, and `pretrain` warns when it is forced there.
+const BF16_TOL = cpuHasBf16() ? 2e-2 : 6e-2;
 const tolOf = (caseName: string) => caseName.endsWith('_bf16') ? BF16_TOL : TOL;
 const LR = 1e-3, WD = 0.04, MOMENTUM = 0.996;
 const B = 4, IMG = 16, PATCH = 4, GRID: [number, number] = [4, 4];

@@ -65,7 +65,11 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
+        h = self.fc1(x)
+        # bf16 (autocast): GELU in fp32, rounded once, as libtorch's AVX-512 kernel and cjepa's do; libtorch's bf16
+        # gelu_backward on CPUs without AVX-512 works in bf16 and cancels catastrophically (sign flips near x = -0.75)
+        a = self.act(h.float()).to(h.dtype) if h.dtype == torch.bfloat16 else self.act(h)
+        return self.fc2(a)
 
 
 class Attention(nn.Module):
