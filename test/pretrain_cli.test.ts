@@ -16,7 +16,7 @@ import { pretrain, type StepLog, type RunStart } from '../src/method/trainer.js'
 import { lossFormula } from '../src/method/training_method.js';
 import { scaledWarmup } from '../src/method/schedulers.js';
 import { fmtNum, etaSeconds, fitLine, stepLine, PretrainProgress } from '../src/cli/progress.js';
-import { cudaAvailable } from '../src/tensor/index.js';
+import { cudaAvailable, cpuHasBf16, setPrecision } from '../src/tensor/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cjepa-pretrain-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -182,6 +182,23 @@ test('a short run is not all warmup: the trainer caps it, says so, and the lr de
   await pretrain(resolveConfig(undefined, { ...base, out: join(dir, 'warmup-kept'), optim: { ...base.optim, scaleWarmup: false } }), { onMessage: () => {}, onStart: (s) => { kept = s; } });
   assert.equal(kept!.warmupSteps, 4);
   assert.equal(kept!.warmupCapped, false);
+});
+
+test('bf16 forced on a CPU without AVX512-BF16 / AMX is warned about (libtorch emulates it there); not where the CPU has them', async () => {
+  const msgs: string[] = [];
+  const cfg = {
+    method: 'ijepa', data: DATA, workers: 0, threads: 1, seed: 1, precision: 'bf16', out: join(dir, 'bf16-warn'),
+    model: { name: 'vit_tiny', patch: 4, imgSize: 16, depth: 1, embedDim: 32, numHeads: 2 }, predictor: { embedDim: 16, depth: 1, numHeads: 2 },
+    masks: { minKeep: 1 }, optim: { batch: 16, steps: 1 }, log: { every: 1, monitorEvery: 0, checkpointEvery: 100 },
+  };
+  try {
+    await pretrain(resolveConfig(undefined, cfg), { onMessage: (m) => msgs.push(m) });
+  } finally {
+    setPrecision('fp32');
+  }
+  assert.ok(msgs.includes('precision: bf16 autocast for the network forwards (weights, optimiser, losses fp32)'), msgs.join('\n'));
+  const warned = msgs.some((m) => /^warning: this CPU has no AVX512-BF16 or AMX: libtorch emulates bf16 here/.test(m));
+  assert.equal(warned, !cpuHasBf16(), `warned: ${warned}, CPU has bf16 units: ${cpuHasBf16()}`);
 });
 
 test('the loss formula names the weighted terms', () => {
