@@ -247,8 +247,8 @@ static bool Fusable(const at::Tensor& t) {
 }
 
 // bf16 GELU by table: a bf16 input has 65,536 possible values, so the forward is a lookup in at::gelu's fp32
-// outputs for all of them, rounded once (what the stock bf16 op gives on AVX-512 CPUs; without AVX-512 the stock
-// op works in bf16 and is off by up to 74 % near x = -0.75), and the backward multiplies by ATen's fp32
+// outputs for all of them, rounded once (as the stock bf16 op computes it on AVX-512 CPUs; without AVX-512 the stock
+// op works in bf16 and is off by up to 74 %: 0 for gelu(-3.1) = -0.0029), and the backward multiplies by ATen's fp32
 // derivative at that value (the stock AVX-512 bf16 backward computes the same product in fp32), rounded once.
 struct GeluTables { std::vector<uint16_t> fwd; std::vector<float> deriv; };
 static const GeluTables& Bf16GeluTables() {
