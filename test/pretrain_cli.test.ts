@@ -16,7 +16,7 @@ import { pretrain, type StepLog, type RunStart } from '../src/method/trainer.js'
 import { lossFormula } from '../src/method/training_method.js';
 import { scaledWarmup } from '../src/method/schedulers.js';
 import { fmtNum, etaSeconds, fitLine, stepLine, PretrainProgress } from '../src/cli/progress.js';
-import { cudaAvailable, cpuHasBf16, setPrecision } from '../src/tensor/index.js';
+import { cudaAvailable, cpuHasBf16, runtime } from '../src/tensor/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cjepa-pretrain-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -191,14 +191,11 @@ test('bf16 forced on a CPU without AVX512-BF16 / AMX is warned about (libtorch e
     model: { name: 'vit_tiny', patch: 4, imgSize: 16, depth: 1, embedDim: 32, numHeads: 2 }, predictor: { embedDim: 16, depth: 1, numHeads: 2 },
     masks: { minKeep: 1 }, optim: { batch: 16, steps: 1 }, log: { every: 1, monitorEvery: 0, checkpointEvery: 100 },
   };
-  try {
-    await pretrain(resolveConfig(undefined, cfg), { onMessage: (m) => msgs.push(m) });
-  } finally {
-    setPrecision('fp32');
-  }
+  await pretrain(resolveConfig(undefined, cfg), { onMessage: (m) => msgs.push(m) });  // restores the caller's precision
   assert.ok(msgs.includes('precision: bf16 autocast for the network forwards (weights, optimiser, losses fp32)'), msgs.join('\n'));
   const warned = msgs.some((m) => /^warning: this CPU has no AVX512-BF16 or AMX: libtorch emulates bf16 here/.test(m));
   assert.equal(warned, !cpuHasBf16(), `warned: ${warned}, CPU has bf16 units: ${cpuHasBf16()}`);
+  assert.equal(runtime.precision, 'fp32', 'the run restored the precision it found');
 });
 
 test('the loss formula names the weighted terms', () => {

@@ -3,7 +3,7 @@
 // metrics, collapse monitors and atomic checkpoints.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Tensor, tensor, tidy, noGrad, cat, setNumThreads, manualSeed, Generator, liveTensors, onDefaultDevice, runtime, setPrecision, cpuHasBf16 } from '../tensor/index.js';
+import { Tensor, tensor, tidy, noGrad, cat, setNumThreads, manualSeed, Generator, liveTensors, onDefaultDevice, runtime, setPrecision, autoPrecision } from '../tensor/index.js';
 import type { VisionTransformer } from '../nn/vit.js';
 import type { Predictor } from '../nn/predictor.js';
 import type { Expander } from '../nn/expander.js';
@@ -181,8 +181,8 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   manualSeed(cfg.seed);
   const precision = setPrecision(cfg.precision);
   if (precision === 'bf16') say('precision: bf16 autocast for the network forwards (weights, optimiser, losses fp32)');
-  // libtorch emulates bf16 on such CPUs: slower than fp32, and its bf16 matmuls accumulate in bf16 (percent-level error)
-  if (precision === 'bf16' && !runtime.defaultDevice.startsWith('cuda') && !cpuHasBf16()) say('warning: this CPU has no AVX512-BF16 or AMX: libtorch emulates bf16 here, slower than fp32 and with bf16 accumulation in its matmuls; --precision fp32 (or auto) is the better choice');
+  // where `auto` would not pick bf16, libtorch emulates it: slower than fp32, its bf16 matmuls accumulate in bf16
+  if (precision === 'bf16' && autoPrecision() === 'fp32') say('warning: this CPU has no AVX512-BF16 or AMX: libtorch emulates bf16 here, slower than fp32 and with bf16 accumulation in its matmuls; --precision fp32 (or auto) is the better choice');
 
   // ---------------------------------------------------------------- data and the method's networks
   // rank 0 first: a dataset fetched by name lands once in the shared cache
