@@ -54,6 +54,11 @@ export interface PretrainConfig {
     placement: CjepaPlacement;
     /** 'views' and 'target' placements: widths of the projector on pooled embeddings before VICReg ([] = none) */
     projector: number[];
+    /**
+     * trunc-normal std of the projector's Linear weights (0.02, the ViT's). A projector without BatchNorm (one Linear)
+     * starts its output at the pooled features' small scale, where the covariance term has no grip (it falls as std^4)
+     */
+    projectorInitStd: number;
     /** 'views' placement: augmentation of the two views (VICReg's official pair, or two I-JEPA crops) */
     viewAug: 'vicreg' | 'crop';
     /** 'views' placement: what VICReg pools: the context encoder's masked tokens, or a full (unmasked) pass of the online encoder */
@@ -106,7 +111,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   },
   loss: { distance: 'smooth_l1' },
   // context placement: the regulariser must act on the encoder (docs/results/cifar10-ablation/)
-  cjepa: { betaVicreg: 0.001, betaDecaySteps: 0, betaDecayStart: 0, inv: 25, var: 25, cov: 1, decorrelate: 'covariance', stdTarget: 1, placement: 'context', projector: [], viewAug: 'vicreg', viewInput: 'context', teacherView: 'same' },
+  cjepa: { betaVicreg: 0.001, betaDecaySteps: 0, betaDecayStart: 0, inv: 25, var: 25, cov: 1, decorrelate: 'covariance', stdTarget: 1, placement: 'context', projector: [], projectorInitStd: 0.02, viewAug: 'vicreg', viewInput: 'context', teacherView: 'same' },
   vicreg: { inv: 25, var: 25, cov: 1, decorrelate: 'covariance', stdTarget: 1, expander: [768, 768, 768] },
   optim: {
     batch: 128, epochs: 10, steps: 0, lr: 1e-3, startLr: 2e-4, finalLr: 1e-6, warmupEpochs: 1, scaleWarmup: true,
@@ -212,6 +217,7 @@ export function validateConfig(c: PretrainConfig): PretrainConfig {
   if (!CJEPA_PLACEMENTS.includes(c.cjepa.placement)) fail('cjepa.placement', `must be one of ${CJEPA_PLACEMENTS.join(', ')}, got '${c.cjepa.placement}'`);
   if (!Array.isArray(c.cjepa.projector)) fail('cjepa.projector', 'must be a list of layer widths ([] = no projector)');
   c.cjepa.projector.forEach((d, i) => num(`cjepa.projector[${i}]`, d, { int: true, min: 1 }));
+  num('cjepa.projectorInitStd', c.cjepa.projectorInitStd, { gt: 0 });
   if (!['vicreg', 'crop'].includes(c.cjepa.viewAug)) fail('cjepa.viewAug', `must be vicreg or crop, got '${c.cjepa.viewAug}'`);
   if (!['context', 'full'].includes(c.cjepa.viewInput)) fail('cjepa.viewInput', `must be context or full, got '${c.cjepa.viewInput}'`);
   if (!['same', 'augmented'].includes(c.cjepa.teacherView)) fail('cjepa.teacherView', `must be same or augmented, got '${c.cjepa.teacherView}'`);

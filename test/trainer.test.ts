@@ -148,6 +148,21 @@ test('C-JEPA with padded contexts (masks.contextFit pad) trains: finite losses, 
   }
 });
 
+test('cjepa.projectorInitStd sets the std of the projector\'s Linear weights; the default stays 0.02', () => {
+  const weightStd = (over: Record<string, unknown>) => {
+    const m = new JepaMethod(tinyConfig('cjepa', 'pinit', { cjepa: { betaVicreg: 0.1, placement: 'views', projector: [512], ...over } }), 3);
+    const w = m.projector!.linears[0]!.weight.toArray() as number[];
+    m.dispose();
+    const mean = w.reduce((a, b) => a + b, 0) / w.length;
+    return Math.sqrt(w.reduce((a, b) => a + (b - mean) ** 2, 0) / w.length);
+  };
+  // 512 x 192 draws of a trunc-normal at +-2 (absolute): the sample std is within 1 % of the asked std
+  const def = weightStd({}), wide = weightStd({ projectorInitStd: 0.1 });
+  assert.ok(Math.abs(def - 0.02) < 0.0002, `default ${def}`);
+  assert.ok(Math.abs(wide - 0.1) < 0.001, `0.1 asked, ${wide} drawn`);
+  assert.throws(() => tinyConfig('cjepa', 'bad', { cjepa: { projectorInitStd: 0 } }), /'cjepa\.projectorInitStd' must be > 0, got 0/);
+});
+
 test('cjepa.teacherView augmented: a second, colour-augmented view per image reaches the teacher only; training runs', async () => {
   const over = { cjepa: { betaVicreg: 0.1, placement: 'target', teacherView: 'augmented' } };
   const method = new JepaMethod(tinyConfig('cjepa', 'tv-unit', over), 3);

@@ -45,7 +45,7 @@ export class JepaMethod implements TrainingMethod {
     this.options = { betaVicreg: beta, weights: { inv: cfg.cjepa.inv, var: cfg.cjepa.var, cov: cfg.cjepa.cov, decorrelate: cfg.cjepa.decorrelate, stdTarget: cfg.cjepa.stdTarget }, placement: cfg.cjepa.placement, distance: cfg.loss.distance };
     this.twoViews = cfg.method === 'cjepa' && cfg.cjepa.placement === 'views';
     const targetTerm = cfg.method === 'cjepa' && beta > 0 && cfg.cjepa.placement === 'target';
-    this.projector = (this.twoViews || targetTerm) && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed) : null;
+    this.projector = (this.twoViews || targetTerm) && cfg.cjepa.projector.length > 0 ? new Expander([encCfg.embedDim, ...cfg.cjepa.projector], cfg.seed, cfg.cjepa.projectorInitStd) : null;
     const crop = ijepaTransform({ size, scale: cfg.aug.scale, flip: cfg.aug.flip });
     const vicregPair = () => vicregViews({ size, scale: cfg.aug.viewScale });
     this.teacherView = targetTerm && cfg.cjepa.teacherView === 'augmented';

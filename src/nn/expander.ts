@@ -7,10 +7,11 @@ export class Expander extends Module {
   readonly linears: Linear[] = [];
   readonly norms: BatchNorm1d[] = [];
   /** dims: [input, hidden..., output], e.g. [192, 768, 768, 768] */
-  constructor(readonly dims: number[], seed = 0) {
+  /** initStd: the Linear weights' trunc-normal std (0.02, the ViT's init) */
+  constructor(readonly dims: number[], seed = 0, initStd = 0.02) {
     super();
     if (dims.length < 2) throw new Error(`expander needs at least [in, out] dims, got [${dims.join(', ')}]`);
-    const init = { initStd: 0.02, generator: new Generator(seed + 2) };
+    const init = { initStd, generator: new Generator(seed + 2) };
     // names follow the official nn.Sequential: 0 (Linear), 1 (BN), 2 (ReLU), 3 (Linear), ...
     for (let i = 0; i < dims.length - 1; i++) {
       const last = i === dims.length - 2;
