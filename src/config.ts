@@ -55,8 +55,9 @@ export interface PretrainConfig {
     /** 'views' and 'target' placements: widths of the projector on pooled embeddings before VICReg ([] = none) */
     projector: number[];
     /**
-     * trunc-normal std of the projector's Linear weights (0.02, the ViT's). A projector without BatchNorm (one Linear)
-     * starts its output at the pooled features' small scale, where the covariance term has no grip (it falls as std^4)
+     * trunc-normal std of the projector's Linear weights (0.02, the ViT's). With a one-Linear projector the scale sets
+     * where VICReg's variance term acts: at 0.02 on the representation, at 0.1 on the projector (its std fell 10x:
+     * docs/results/fashion-quickstart/, session 18)
      */
     projectorInitStd: number;
     /** 'views' placement: augmentation of the two views (VICReg's official pair, or two I-JEPA crops) */

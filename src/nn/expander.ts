@@ -6,8 +6,7 @@ import { BatchNorm1d, Linear, type BatchSync } from './layers.js';
 export class Expander extends Module {
   readonly linears: Linear[] = [];
   readonly norms: BatchNorm1d[] = [];
-  /** dims: [input, hidden..., output], e.g. [192, 768, 768, 768] */
-  /** initStd: the Linear weights' trunc-normal std (0.02, the ViT's init) */
+  /** dims: [input, hidden..., output], e.g. [192, 768, 768, 768]; initStd: the Linear weights' trunc-normal std (0.02, the ViT's init) */
   constructor(readonly dims: number[], seed = 0, initStd = 0.02) {
     super();
     if (dims.length < 2) throw new Error(`expander needs at least [in, out] dims, got [${dims.join(', ')}]`);
