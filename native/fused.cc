@@ -9,7 +9,9 @@
 #include <ATen/autocast_mode.h>
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <cstdio>
 #ifdef CJEPA_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
@@ -724,10 +726,31 @@ static const OpenblasThreads& Openblas() {
   return t;
 }
 
+// `cjepa bench --gemm-log`: one stderr line per Gemm32 call with its shape and wall time (what the GEMMs of a step
+// cost by shape, without the op profiler's own overhead on every op).
+static std::atomic<bool> gGemmLog{false};
+struct GemmLogLine {
+  // a (R, K) @ b (K, C); 'T': that operand is a transposed view (column-major), 'N': row-major
+  GemmLogLine(const at::Tensor& a, const at::Tensor& b, bool bias)
+      : R(a.size(0)), K(a.size(1)), C(b.size(1)), ta(a.stride(0) == 1 && a.size(0) > 1 ? 'T' : 'N'),
+        tb(b.stride(0) == 1 && b.size(0) > 1 ? 'T' : 'N'), bias(bias), t0(std::chrono::steady_clock::now()) {}
+  GemmLogLine(const GemmLogLine&) = delete;
+  ~GemmLogLine() {
+    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "cj::gemm32 %lld %lld %lld %c%c %d %.1f\n", (long long)R, (long long)K, (long long)C, ta, tb, (int)bias, us);
+  }
+  const int64_t R, K, C;
+  const char ta, tb;
+  const bool bias;
+  const std::chrono::steady_clock::time_point t0;
+};
+
 // y (R, C) = a (R, K) b (K, C) [+ bias (C), filled into y first as addmm does], y row-major: the sgemm_ call
 // addmm_impl_cpu_ makes (C^T = b^T a^T column-major), over blocks of y's rows, one per libtorch thread.
 static at::Tensor Gemm32(const at::Tensor& a0, const at::Tensor& b0, const at::Tensor* bias) {
   RECORD_FUNCTION("cj::gemm32", std::vector<c10::IValue>({a0, b0}));  // a row of its own in `cjepa bench --profile`
+  std::optional<GemmLogLine> logLine;  // written when it goes out of scope: the whole call, operand copies included
+  if (gGemmLog.load(std::memory_order_relaxed)) logLine.emplace(a0, b0, bias != nullptr);
   const int64_t R = a0.size(0), K = a0.size(1), C = b0.size(1);
   GemmPlan p{};
   at::Tensor a = a0, b = b0;
@@ -875,10 +898,12 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
     auto core = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
     exports.Set("blasCore", core ? Napi::Value(Napi::String::New(env, core())) : env.Null());
   }
+  Def(env, exports, "setGemmLog", FN { gGemmLog.store(info[0].ToBoolean().Value()); return info.Env().Undefined(); });
 #else
   exports.Set("linearSplit", Napi::Boolean::New(env, false));
   exports.Set("blasCore", env.Null());
   exports.Set("batchedMatmulThreaded", Napi::Boolean::New(env, false));
+  Def(env, exports, "setGemmLog", FN { return info.Env().Undefined(); });  // no Gemm32 in this build: nothing to log
 #endif
   Def(env, exports, "residualAdd", FN { return Wrap(info.Env(), ResidualAdd(T(info, 0), T(info, 1))); });
   Def(env, exports, "layerNormToLinear", FN { return Wrap(info.Env(), LayerNormToLinear(T(info, 0), T(info, 1), T(info, 2), D(info, 3))); });

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { opSelfTimes } from '../src/bench/profile.js';
+import { parseGemmLog, type GemmShape } from '../src/bench/gemm_log.js';
 import { native } from '../src/tensor/native.js';
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
@@ -61,4 +62,47 @@ test('cjepa bench --profile: both sides write libtorch op traces and the report 
   const mm = r.stdout.split('\n').find((l) => l.startsWith('aten::mm '));
   assert.ok(mm, 'aten::mm row in the per-op table');
   if (existsSync(join(dir, 'tiny-fp32-pytorch.trace.json'))) assert.equal(mm!.trim().split(/\s+/).length, 5, `both sides in the row: ${mm}`);
+});
+
+test('parseGemmLog: calls and wall time per step by shape, GFLOP/s over the calls, other lines ignored', () => {
+  const text = [
+    'cj::gemm32 100 10 20 NT 1 50.0', 'cj::gemm32 100 10 20 NT 1 30.0',  // 2 calls of 2 * 100 * 10 * 20 = 40,000 FLOP in 80 us
+    'cj::gemm32 20 100 10 TN 0 200.0',                                  // the grad W of that Linear: 1 call, 200 us
+    'a warning from somewhere', 'cj::gemm32 1 2', '',
+  ].join('\n');
+  const log = parseGemmLog(text, 2);
+  assert.equal(log.shapes.length, 2);
+  const [gw, fw] = log.shapes;  // largest time first
+  assert.deepEqual([gw!.R, gw!.K, gw!.C, gw!.layout, gw!.bias], [20, 100, 10, 'TN', false]);
+  assert.deepEqual([fw!.R, fw!.K, fw!.C, fw!.layout, fw!.bias], [100, 10, 20, 'NT', true]);
+  assert.equal(fw!.callsPerStep, 1);
+  assert.equal(fw!.msPerStep, 0.04);
+  assert.ok(Math.abs(fw!.gflops - 80_000 / 80e-6 / 1e9) < 1e-9);
+  assert.ok(Math.abs(log.msPerStep - 0.14) < 1e-12);
+  assert.ok(Math.abs(log.gflopPerStep - 120_000 / 2 / 1e9) < 1e-15);
+  assert.throws(() => parseGemmLog(text, 0), /steps must be a positive integer, got 0/);
+});
+
+test('cjepa bench --gemm-log: the step\'s fp32 Linear GEMMs by shape; every grad W has its forward', () => {
+  const r = spawnSync(process.execPath, [MAIN, 'bench', '--rows', 'tiny', '--steps', '2', '--warmup', '0', '--rounds', '1', '--precision', 'fp32', '--no-pytorch', '--gemm-log', '--json'],
+    { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  const row = (JSON.parse(lines[lines.length - 1]!) as { rows: { gemm_log?: { step_ms: number; gemm_ms: number; shapes: GemmShape[] } }[] }).rows[0]!;
+  assert.ok(row.gemm_log, 'gemm_log in the JSON row');
+  assert.match(r.stdout, /tiny fp32: cjepa's fp32 Linear GEMMs by shape/);
+  if (!native.linearSplit) {  // libtorch's at::linear runs the Linears: nothing to log
+    assert.equal(row.gemm_log.shapes.length, 0);
+    return;
+  }
+  const g = row.gemm_log;
+  assert.ok(g.shapes.length > 0 && g.gemm_ms > 0 && g.gemm_ms < g.step_ms, `GEMMs ${g.gemm_ms} ms of a ${g.step_ms} ms step`);
+  for (const s of g.shapes) assert.ok(Number.isInteger(s.callsPerStep) && s.callsPerStep > 0 && s.gflops > 0, JSON.stringify(s));
+  // x (R, K) @ W^T (K, C) + b forward; its grad W is g^T (C, R) @ x (R, K): logged as C x R x K, layout TN
+  const gradW = g.shapes.filter((s) => s.layout === 'TN');
+  assert.ok(gradW.length > 0, 'the trained nets\' weight gradients are logged');
+  for (const w of gradW) {
+    const fwd = g.shapes.find((s) => s.layout === 'NT' && s.R === w.K && s.K === w.C && s.C === w.R);
+    assert.ok(fwd && fwd.callsPerStep >= w.callsPerStep, `forward of grad W ${w.R} x ${w.K} x ${w.C}`);
+  }
 });

@@ -19,6 +19,7 @@ import { VIT_SIZES } from '../nn/vit.js';
 import { BENCH_ROWS, rowConfig, rowFlops, type BenchRow, type MaskShape } from './rows.js';
 import type { ChildSpec } from './ours_child.js';
 import { opSelfTimes, formatProfiles, type OpTime } from './profile.js';
+import { parseGemmLog, formatGemmLog, type GemmLog } from './gemm_log.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const TORCH_SCRIPT = join(HERE, '..', '..', '..', 'scripts', 'bench_torch.py');
@@ -36,6 +37,8 @@ export interface BenchOptions {
   pytorch: boolean;
   /** directory: after the timed rounds, one more profiled run per side (op profiles, not timed) */
   profile?: string;
+  /** after the timed rounds, one more run of ours logging each fp32 Linear GEMM's shape and wall time */
+  gemmLog?: boolean;
   log?: (line: string) => void;
 }
 
@@ -46,6 +49,8 @@ export interface RowResult {
   bf16?: { ours: SideResult; pytorch?: SideResult; ratio?: number; cpuRatio?: number; ratioVsTorchFp32?: number; cpuRatioVsTorchFp32?: number };
   /** with BenchOptions.profile: self time per op of each side, per precision */
   profiles?: Partial<Record<'fp32' | 'bf16', { ours: OpTime[]; pytorch: OpTime[] | null; traces: string[] }>>;
+  /** with BenchOptions.gemmLog: our fp32 Linear GEMMs by shape, and the median step of that run (ms) */
+  gemmLog?: { log: GemmLog; stepMs: number };
 }
 export interface BenchReport {
   machine: string; threads: number; peakGflops: number; peakMethod: string; sgemmGflops: number;
@@ -98,7 +103,7 @@ export function writeInputs(row: BenchRow, path: string): MaskShape {
   return { contextLen: masks.contextLength, targetLen: masks.targetLength, nTargets: masks.targets.length };
 }
 
-interface ChildOut { times: number[]; cpuMs: number; hwmKiB: number }
+interface ChildOut { times: number[]; cpuMs: number; hwmKiB: number; stderr: string }
 
 /** One more run of each side with the op profiler on (its times are not used: the profiler costs time). */
 function profileRow(id: string, row: BenchRow, input: string, precision: 'fp32' | 'bf16', withTorch: boolean, o: BenchOptions): { ours: OpTime[]; pytorch: OpTime[] | null; traces: string[] } {
@@ -112,7 +117,7 @@ function profileRow(id: string, row: BenchRow, input: string, precision: 'fp32' 
 function runOurs(spec: ChildSpec): ChildOut {
   const r = spawnSync(process.execPath, [join(HERE, 'ours_child.js'), JSON.stringify(spec)], { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`cjepa side of bench row '${spec.row}' failed: ${r.stderr || r.error}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildOut;
+  return { ...(JSON.parse(r.stdout.trim().split('\n').pop()!) as Omit<ChildOut, 'stderr'>), stderr: r.stderr };
 }
 
 function runTorch(row: BenchRow, input: string, bf16: boolean, o: BenchOptions, profile?: string): ChildOut {
@@ -125,7 +130,7 @@ function runTorch(row: BenchRow, input: string, bf16: boolean, o: BenchOptions, 
   };
   const r = spawnSync(PYTHON, [TORCH_SCRIPT, input, JSON.stringify(spec)], { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`PyTorch side of bench row '${row.id}' failed: ${r.stderr || r.error}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildOut;
+  return { ...(JSON.parse(r.stdout.trim().split('\n').pop()!) as Omit<ChildOut, 'stderr'>), stderr: r.stderr };
 }
 
 function side(outs: ChildOut[], row: BenchRow, flops: number, peak: number): SideResult {
@@ -164,6 +169,10 @@ export function runBench(o: BenchOptions): BenchReport {
         res[precision] = { ours: so, pytorch: st, ratio: st ? so.ms / st.ms : undefined, cpuRatio: st ? so.cpuMs / st.cpuMs : undefined };
         log(`${id} ${precision}: ours ${so.ms.toFixed(0)} ms${st ? `, PyTorch ${st.ms.toFixed(0)} ms, ratio ${(so.ms / st.ms).toFixed(2)}` : ''}`);
         if (o.profile) res.profiles = { ...res.profiles, [precision]: profileRow(id, row, input, precision, torch.ok, o) };
+        if (o.gemmLog && precision === 'fp32') {
+          const run = runOurs({ row: id, precision, warmup: o.warmup, steps: o.steps, threads: o.threads, input, gemmLog: true });
+          res.gemmLog = { log: parseGemmLog(run.stderr, o.steps), stepMs: 1000 * median(run.times) };
+        }
       }
       const f = res.fp32?.pytorch, b = res.bf16;
       if (b && f) { b.ratioVsTorchFp32 = b.ours.ms / f.ms; b.cpuRatioVsTorchFp32 = b.ours.cpuMs / f.cpuMs; }
@@ -222,6 +231,9 @@ export function formatBench(r: BenchReport): string {
   out.push('');
   for (const row of r.rows) out.push(`${row.id}: ${row.title}; ${(row.flops / 1e9).toFixed(1)} GFLOP per ${row.kind === 'step' ? 'step' : 'forward'}`);
   for (const row of r.rows) {
+    if (row.gemmLog) out.push('', formatGemmLog(`${row.id} fp32: cjepa's fp32 Linear GEMMs by shape (a separate run with the log on; wall time per call)`, row.gemmLog.log, row.gemmLog.stepMs));
+  }
+  for (const row of r.rows) {
     for (const [p, prof] of Object.entries(row.profiles ?? {})) {
       out.push('', formatProfiles(`${row.id} ${p}: libtorch op profiler, self time per ${row.kind === 'step' ? 'step' : 'forward'} (a separate profiled run; traces: ${prof.traces.join(', ')})`, prof.ours, prof.pytorch));
     }
@@ -251,6 +263,7 @@ export function benchJson(r: BenchReport): Record<string, unknown> {
         ours_cpu_ms: x[p]!.ours.cpuMs, pytorch_cpu_ms: x[p]!.pytorch?.cpuMs ?? null, cpu_ratio: x[p]!.cpuRatio ?? null,
       }])),
       bf16_ratio_vs_pytorch_fp32: x.bf16?.ratioVsTorchFp32 ?? null,
+      ...(x.gemmLog ? { gemm_log: { step_ms: x.gemmLog.stepMs, gemm_ms: x.gemmLog.log.msPerStep, gemm_gflop: x.gemmLog.log.gflopPerStep, shapes: x.gemmLog.log.shapes } } : {}),
     })),
   };
 }

@@ -8,12 +8,15 @@ import { jepaForward } from '../method/step.js';
 import { AdamW, ijepaParamGroups } from '../method/optim.js';
 import { emaUpdate } from '../method/ema.js';
 import { loadTensors } from '../io/tensors.js';
+import { native } from '../tensor/native.js';
 import { BENCH_ROWS, rowConfig, stepLossOptions } from './rows.js';
 
 export interface ChildSpec {
   row: string; precision: 'fp32' | 'bf16'; warmup: number; steps: number; threads: number; input: string;
   /** write libtorch's op profile of the timed steps here (Chrome trace) */
   profile?: string;
+  /** log every fp32 Linear GEMM of the timed steps to stderr (src/bench/gemm_log.ts) */
+  gemmLog?: boolean;
 }
 
 /** Peak resident set of this process (KiB), from /proc/self/status; 0 where that is not readable. */
@@ -39,8 +42,8 @@ function main(spec: ChildSpec): { times: number[]; cpuMs: number; hwmKiB: number
   let cpu0 = process.cpuUsage();
   // CPU time of the timed steps (all threads): unlike wall time it does not grow while other processes hold the cores
   const cpuMs = () => { const c = process.cpuUsage(cpu0); return (c.user + c.system) / 1000 / spec.steps; };
-  const startTimed = () => { cpu0 = process.cpuUsage(); if (spec.profile) T.profilerStart(spec.profile); };
-  const done = () => { const cpu = cpuMs(); if (spec.profile) T.profilerStop(); return { times, cpuMs: cpu, hwmKiB: vmHwmKiB() }; };
+  const startTimed = () => { cpu0 = process.cpuUsage(); if (spec.profile) T.profilerStart(spec.profile); if (spec.gemmLog) native.setGemmLog(true); };
+  const done = () => { const cpu = cpuMs(); if (spec.profile) T.profilerStop(); native.setGemmLog(false); return { times, cpuMs: cpu, hwmKiB: vmHwmKiB() }; };
   if (row.kind === 'embed') {
     nets.encoder.eval();
     for (let i = 0; i < spec.warmup + spec.steps; i++) {

@@ -6,7 +6,7 @@ import { runBench, formatBench, benchJson } from '../bench/bench.js';
 import { BENCH_ROWS, DEFAULT_ROWS } from '../bench/rows.js';
 import { cpuHasBf16 } from '../tensor/index.js';
 
-interface BenchFlags { rows: string; steps: number; warmup: number; rounds: number; threads?: number; precision: string; pytorch: boolean; json?: boolean; profile?: string }
+interface BenchFlags { rows: string; steps: number; warmup: number; rounds: number; threads?: number; precision: string; pytorch: boolean; json?: boolean; profile?: string; gemmLog?: boolean }
 
 export function registerBenchCommand(program: Command): Command {
   program.command('bench')
@@ -19,6 +19,7 @@ export function registerBenchCommand(program: Command): Command {
     .option('--precision <p>', 'fp32, bf16 or both (default: both where the CPU runs bf16 natively, else fp32)', 'auto')
     .option('--no-pytorch', 'time cjepa only')
     .option('--profile <dir>', 'after timing, one profiled run per side: Chrome traces in <dir> and a per-op self-time table')
+    .option('--gemm-log', 'after timing, one more run of cjepa logging each fp32 Linear GEMM: time by shape, GFLOP/s')
     .option('--json', 'last line of stdout: one JSON object (preset row at top level, all rows under "rows")')
     .action((f: BenchFlags) => {
       const precisions = f.precision === 'auto' ? (cpuHasBf16() ? ['fp32', 'bf16'] : ['fp32'])
@@ -26,7 +27,7 @@ export function registerBenchCommand(program: Command): Command {
       for (const p of precisions) if (p !== 'fp32' && p !== 'bf16') throw new Error(`--precision must be fp32, bf16, both or auto, got '${f.precision}'`);
       const report = runBench({
         rows: f.rows.split(',').map((s) => s.trim()).filter(Boolean), steps: f.steps, warmup: f.warmup, rounds: f.rounds,
-        threads: f.threads ?? availableParallelism(), precisions: precisions as ('fp32' | 'bf16')[], pytorch: f.pytorch, profile: f.profile,
+        threads: f.threads ?? availableParallelism(), precisions: precisions as ('fp32' | 'bf16')[], pytorch: f.pytorch, profile: f.profile, gemmLog: f.gemmLog,
         log: (l) => process.stderr.write(`${l}\n`),
       });
       console.log(formatBench(report));
