@@ -149,6 +149,7 @@ export function runBench(o: BenchOptions): BenchReport {
   const peak = native.fmaPeak(0.5) as { gflops: number; threads: number; isa: string };
   const sgemm = sgemmGflops();
   log(`fp32 FMA peak ${peak.gflops.toFixed(0)} GFLOP/s (${peak.isa} FMA microkernel, ${peak.threads} threads); libtorch sgemm 2048^3 ${sgemm.toFixed(0)} GFLOP/s`);
+  if (o.gemmLog && !o.precisions.includes('fp32')) log('--gemm-log: nothing to log in bf16 (it times the fp32 Linear GEMMs); add --precision fp32 or both');
   const dir = mkdtempSync(join(tmpdir(), 'cjepa-bench-'));
   const rows: RowResult[] = [];
   try {
