@@ -12,6 +12,8 @@
 //                        [--run 'name:method=cjepa;cjepa.placement=views;optim.ema=[0.99,1]' ...]  (runs of your own:
 //                           config fields in YAML, on top of the preset; with --only to pick among them)
 //                        [--online]  (JEPA runs: evaluate the online (context) encoder too, as <run>/online)
+//                        [--stop-at N]  (pause each run after step N of the --steps schedule, evaluate what exists;
+//                           --reuse with a later --stop-at, or none, continues it: a screen read at step N)
 // Features of every evaluation are kept next to the run (<run>/features/), so a change of probe re-scores
 // without re-extracting: --rescore. --knn-only skips the linear probe (screens; re-score later).
 // Evaluations are cached next to each run (<run>/eval.json) and the floors in <runs-dir>/floors.json, so a
@@ -46,9 +48,13 @@ const { values: a } = parseArgs({ options: {
   'eval-only': { type: 'boolean', default: false }, prefix: { type: 'string', default: '' },
   only: { type: 'string', default: '' }, 'warmup-steps': { type: 'string', default: '' },
   run: { type: 'string', multiple: true, default: [] }, online: { type: 'boolean', default: false },
-  rescore: { type: 'boolean', default: false }, 'knn-only': { type: 'boolean', default: false },
+  rescore: { type: 'boolean', default: false }, 'stop-at': { type: 'string', default: '' }, 'knn-only': { type: 'boolean', default: false },
 } });
 const steps = Number(a.steps), batch = Number(a.batch), evalEvery = Number(a['eval-every']), seed = Number(a.seed);
+// --stop-at N: pause each run after step N (a checkpoint, the schedule still that of --steps), then evaluate what exists;
+// the same command with --reuse and a later --stop-at (or none) continues it
+const stopAt = a['stop-at'] ? Number(a['stop-at']) : undefined;
+if (stopAt !== undefined && !(Number.isInteger(stopAt) && stopAt >= 1)) throw new Error(`--stop-at: expected a step number >= 1, got '${a['stop-at']}'`);
 const outDir = join(ROOT, 'docs', 'results', a.name!);
 mkdirSync(outDir, { recursive: true });
 const say = (m: string) => console.error(`[reproduce] ${m}`);
@@ -177,7 +183,8 @@ async function main(): Promise<void> {
     if (!a['eval-only'] && !(a.reuse && done)) {
       say(`pretraining ${r.name} for ${steps} steps (batch ${batch}) -> ${r.cfg.out}`);
       const t0 = Date.now();
-      await pretrain(r.cfg, { resume: a.reuse, onMessage: say });
+      // --reuse continues a run that exists and starts one that does not
+      await pretrain(r.cfg, { resume: a.reuse && existsSync(join(r.cfg.out, 'config.json')), stopAt, onMessage: say });
       wall[r.name] = (Date.now() - t0) / 1000;
     } else {
       wall[r.name] = trainingLog(r.cfg.out).timeS;

@@ -100,6 +100,41 @@ test('a run killed after step 4 and resumed equals the uninterrupted run (single
   }
 });
 
+test('a run paused with stopAt and resumed equals the uninterrupted run: same schedules, same weights', async () => {
+  const prev = getNumThreads();
+  setNumThreads(1);
+  try {
+    const over = { cjepa: { betaVicreg: 0.1, betaDecayStart: 2, betaDecaySteps: 3 } }; // every schedule moves within the 6 steps
+    const full = tinyConfig('cjepa', 'stop-full', over);
+    const rf = await pretrain(full, quiet);
+    assert.equal(rf.totalSteps, 6);
+    const paused = tinyConfig('cjepa', 'stop-paused', over);
+    const r1 = await pretrain(paused, { ...quiet, stopAt: 4 });
+    assert.deepEqual([r1.steps, r1.totalSteps], [4, 6]);
+    // step 4 is no multiple of checkpointEvery (3): the pause writes its own checkpoint, and the plots
+    assert.equal(JSON.parse(readFileSync(join(paused.out, 'latest.json'), 'utf8')).step, 4);
+    assert.ok(existsSync(join(paused.out, 'loss.png')));
+    await assert.rejects(pretrain(paused, { ...quiet, resume: true, stopAt: 4 }), /stopAt 4: .*already at step 4 \(of 6\)/);
+    await assert.rejects(pretrain(paused, { ...quiet, resume: true, stopAt: 0 }), /stopAt: expected a step number >= 1, got 0/);
+    const r2 = await pretrain(paused, { ...quiet, resume: true });
+    assert.deepEqual([r2.steps, r2.totalSteps], [6, 6]);
+    const stepsOf = (out: string) => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === 'step');
+    const a = stepsOf(full.out), b = stepsOf(paused.out);
+    assert.deepEqual(b.map((l) => l.step), [1, 2, 3, 4, 5, 6]);
+    for (const k of ['lr', 'wd', 'momentum', 'loss'] as const) assert.deepEqual(b.map((l) => l[k]), a.map((l) => l[k]), `${k} per step`);
+    for (const stem of ['encoder', 'target_encoder', 'predictor', 'optimizer']) {
+      const x = loadTensors(join(resolveCheckpointDir(full.out), `${stem}.safetensors`)).tensors;
+      const y = loadTensors(join(resolveCheckpointDir(paused.out), `${stem}.safetensors`)).tensors;
+      for (const k of Object.keys(x)) assert.equal(maxAbsDiff(x[k]!, y[k]!), 0, `${stem}.${k} differs after the pause`);
+    }
+    // at or past the run's length it changes nothing
+    const past = tinyConfig('cjepa', 'stop-past', over);
+    assert.equal((await pretrain(past, { ...quiet, stopAt: 6 })).steps, 6);
+  } finally {
+    setNumThreads(prev);
+  }
+});
+
 test('C-JEPA with two views: projector checkpointed, monitors of both encoders, kill + resume identical', async () => {
   const prev = getNumThreads();
   setNumThreads(1);
@@ -282,6 +317,18 @@ test('cjepa pretrain CLI: flags override the config file; errors are clear', () 
   const missing = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--data', 'folder:/nonexistent/dir', '--out', join(dir, 'y')], { encoding: 'utf8' });
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /nonexistent/);
+  // --stop-at pauses with a checkpoint and says how to go on; --resume finishes the run
+  const paused = join(dir, 'cli-paused');
+  const p1 = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--out', paused, '--stop-at', '2', '--no-final-eval'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(p1.status, 0, p1.stderr);
+  assert.match(p1.stderr, /paused at step 2 of 3 .*\n.*continue with the same command and --resume/);
+  assert.equal(JSON.parse(readFileSync(join(resolveCheckpointDir(paused), 'state.json'), 'utf8')).step, 2);
+  const p2 = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--out', paused, '--resume', '--no-final-eval'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(p2.status, 0, p2.stderr);
+  assert.match(p2.stderr, /done: 3 steps/);
+  const badStop = spawnSync(process.execPath, [cli, 'pretrain', '--config', cfgPath, '--out', join(dir, 'w'), '--stop-at', '0'], { encoding: 'utf8' });
+  assert.equal(badStop.status, 1);
+  assert.match(badStop.stderr, /--stop-at/);
 });
 
 test('cjepa pretrain CLI killed with SIGKILL mid-run resumes from an intact checkpoint', async () => {

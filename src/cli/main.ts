@@ -40,7 +40,7 @@ function configPath(c: string | undefined): string | undefined {
 interface PretrainFlags {
   config?: string; method?: string; data?: string; valSplit?: number; model?: string; patch?: number; imgSize?: number; depth?: number;
   batch?: number; epochs?: number; steps?: number; lr?: number; betaVicreg?: number; placement?: string; maskMode?: string;
-  out?: string; resume?: boolean; seed?: number; threads?: number; workers?: number; logEvery?: number; monitorEvery?: number;
+  out?: string; resume?: boolean; stopAt?: number; seed?: number; threads?: number; workers?: number; logEvery?: number; monitorEvery?: number;
   checkpointEvery?: number; predDepth?: number; predDim?: number; set?: string[]; device?: string; finalEval?: boolean; precision?: string;
   nproc?: number; nnodes?: number; nodeRank?: number; masterAddr?: string; masterPort?: number; distTimeout?: number; distBackend?: string;
 }
@@ -128,6 +128,7 @@ export function buildCli(): Command {
     .addOption(new Option('--mask-mode <m>', 'multi-block masks').choices(['faithful', 'unbiased']))
     .option('--out <dir>', 'run directory')
     .option('--resume', "continue the run in --out from its last checkpoint, with its config.json (flags override; not its architecture)")
+    .option('--stop-at <step>', 'pause after this step with a checkpoint, the schedules staying those of the whole run (--resume continues it as if it had not stopped)', intArg('--stop-at', 1))
     .option('--device <d>', 'cpu, cuda or cuda:N (default cpu)')
     .option('--precision <p>', 'fp32, bf16 (autocast on the network forwards) or auto (bf16 where the CPU/GPU runs it natively)')
     .option('--seed <n>', 'seed', int('--seed'))
@@ -180,7 +181,7 @@ export function buildCli(): Command {
           `device ${flags.device ?? 'cpu'}, out ${cfg.out}`);
       }
       const r = await pretrain(cfg, {
-        resume: flags.resume, signal: ac.signal, onMessage: say, onStart: (s) => progress?.start(s), onLog: (l, total) => progress?.onLog(l, total),
+        resume: flags.resume, stopAt: flags.stopAt, signal: ac.signal, onMessage: say, onStart: (s) => progress?.start(s), onLog: (l, total) => progress?.onLog(l, total),
         processGroup: pg,
       }).finally(() => progress?.stop());
       pg?.barrier(); // leave together: rank 0's store must outlive the others' last read of it
@@ -192,6 +193,10 @@ export function buildCli(): Command {
       if (ac.signal.aborted) {
         say(`interrupted at step ${r.steps}; continue with the same command and --resume`);
         process.exitCode = 130;
+        return;
+      }
+      if (r.steps < r.totalSteps) {
+        say(`continue with the same command and --resume (a later --stop-at, or none to finish the ${r.totalSteps} steps)`);
         return;
       }
       say(`done: ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, checkpoint ${r.checkpoint}`);

@@ -72,6 +72,13 @@ export interface PretrainOptions {
   onMessage?: (msg: string) => void;
   /** Stop early (e.g. SIGINT): a checkpoint is written, then pretrain returns. */
   signal?: AbortSignal;
+  /**
+   * Pause the run after this step with a checkpoint, its schedules (learning rate, weight decay, EMA
+   * momentum, VICReg weight) staying those of the whole run, so that `resume` continues it exactly as if
+   * it had not stopped: a long run in time-boxed pieces, or a screen read at one checkpoint of the full
+   * schedule. At or past the run's length it changes nothing.
+   */
+  stopAt?: number;
   /** Testing hook: stop (without a final checkpoint) after this many steps, as if killed. */
   killAfterSteps?: number;
   /**
@@ -83,6 +90,8 @@ export interface PretrainOptions {
 
 export interface PretrainResult {
   steps: number;
+  /** The run's length (its schedule's last step); `steps < totalSteps` after a stop (stopAt, signal). */
+  totalSteps: number;
   finalLoss: number;
   checkpoint: string | null;
   out: string;
@@ -248,6 +257,10 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   }
   if (main) writeFileSync(join(out, 'config.json'), JSON.stringify(cfg, null, 2));
   if (sync.worldSize > 1) ({ step, epoch, stepInEpoch } = shareStart(sync, method, opt, globalGen, { step, epoch, stepInEpoch }));
+  if (o.stopAt !== undefined) {
+    if (!Number.isInteger(o.stopAt) || o.stopAt < 1) throw new Error(`stopAt: expected a step number >= 1, got ${o.stopAt}`);
+    if (o.stopAt <= step && step < total) throw new Error(`stopAt ${o.stopAt}: the run in '${out}' is already at step ${step} (of ${total}); give a later step`);
+  }
 
   const checkpoint = (): string => {
     const state: CheckpointState = {
@@ -323,6 +336,12 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
           });
         }
         if (o.killAfterSteps !== undefined && step >= o.killAfterSteps) { killed = true; break outer; }
+        if (o.stopAt !== undefined && step === o.stopAt && step < total) {
+          if (!doCkpt) await sync.mainOnly(`checkpoint at step ${step} (stopAt)`, async () => { lastCkpt = checkpoint(); });
+          await sync.mainOnly('plots', () => writePlots(out, cfg));
+          say(`paused at step ${step} of ${total} (stop at ${o.stopAt}); checkpoint ${lastCkpt}`);
+          killed = true; break outer;
+        }
         if (o.signal) await new Promise((r) => setImmediate(r)); // let a signal handler run (a synchronous loader never yields to it)
         if (sync.any(o.signal?.aborted ?? false)) { // every rank stops at the same step
           await sync.mainOnly(`checkpoint at the stop (step ${step})`, async () => { lastCkpt = checkpoint(); });
@@ -344,7 +363,7 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
     opt.dispose();
     method.dispose();
   }
-  return { steps: step, finalLoss, checkpoint: lastCkpt, out };
+  return { steps: step, totalSteps: total, finalLoss, checkpoint: lastCkpt, out };
 
   /** forward + backward of one batch; returns the loss terms as numbers (throws on a non-finite one). */
   function trainStep(batch: Batch): Record<string, number> {
