@@ -169,6 +169,7 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
 
 async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: RunLock[], sync: StepSync): Promise<PretrainResult> {
   const main = sync.isMain; // rank 0 alone touches the run directory
+  if (o.stopAt !== undefined && !(Number.isInteger(o.stopAt) && o.stopAt >= 1)) throw new Error(`stopAt: expected a step number >= 1, got ${o.stopAt}`);
   let cfg = validateConfig(structuredClone(config));
   if (sync.worldSize > 1) {
     // every rank trains rank 0's config (its threads and workers are local choices)
@@ -257,10 +258,6 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   }
   if (main) writeFileSync(join(out, 'config.json'), JSON.stringify(cfg, null, 2));
   if (sync.worldSize > 1) ({ step, epoch, stepInEpoch } = shareStart(sync, method, opt, globalGen, { step, epoch, stepInEpoch }));
-  if (o.stopAt !== undefined) {
-    if (!Number.isInteger(o.stopAt) || o.stopAt < 1) throw new Error(`stopAt: expected a step number >= 1, got ${o.stopAt}`);
-    if (o.stopAt <= step && step < total) throw new Error(`stopAt ${o.stopAt}: the run in '${out}' is already at step ${step} (of ${total}); give a later step`);
-  }
 
   const checkpoint = (): string => {
     const state: CheckpointState = {
@@ -299,6 +296,9 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
   let killed = false;
   if (step === 0 && cfg.log.monitorEvery > 0) await sync.mainOnly('monitors at step 0', monitor);
   try {
+    if (o.stopAt !== undefined && o.stopAt <= step && step < total) { // inside the try: the loaders are closed on the way out
+      throw new Error(`stopAt ${o.stopAt}: the run in '${out}' is already at step ${step} (of ${total}); give a later step`);
+    }
     outer: while (step < total) {
       let skip = stepInEpoch;
       for await (const batch of loader.epoch(epoch)) {
