@@ -37,6 +37,7 @@ import { rankMe, normalisedStd } from '../src/method/monitors.js';
 import { writeLineChartPng } from '../src/util/plot.js';
 import { floorsKey as floorsKeyOf, readFloorsFile } from './floors_file.js';
 import type { VisionTransformer } from '../src/nn/vit.js';
+import { intArg } from '../src/cli/args.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const { values: a } = parseArgs({ options: {
@@ -53,8 +54,7 @@ const { values: a } = parseArgs({ options: {
 const steps = Number(a.steps), batch = Number(a.batch), evalEvery = Number(a['eval-every']), seed = Number(a.seed);
 // --stop-at N: pause each run after step N (a checkpoint, the schedule still that of --steps), then evaluate what exists;
 // the same command with --reuse and a later --stop-at (or none) continues it
-const stopAt = a['stop-at'] ? Number(a['stop-at']) : undefined;
-if (stopAt !== undefined && !(Number.isInteger(stopAt) && stopAt >= 1)) throw new Error(`--stop-at: expected a step number >= 1, got '${a['stop-at']}'`);
+const stopAt = a['stop-at'] ? intArg('--stop-at', 1)(a['stop-at']) : undefined;
 const outDir = join(ROOT, 'docs', 'results', a.name!);
 mkdirSync(outDir, { recursive: true });
 const say = (m: string) => console.error(`[reproduce] ${m}`);
