@@ -10,7 +10,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as T from '../tensor/index.js';
-import { native } from '../tensor/native.js';
+import { native, blasCoreChosenBy } from '../tensor/native.js';
 import { buildNetworks } from '../method/trainer.js';
 import { MultiBlockMaskSampler } from '../method/masks.js';
 import { maskTensors } from '../method/step.js';
@@ -198,7 +198,9 @@ function blasDescription(): string {
   const core: string | null = native.blasCore ?? null;
   if (!core) return 'libtorch\'s BLAS (not OpenBLAS, or not linked by the addon)';
   const env = process.env.OPENBLAS_CORETYPE;
-  return `OpenBLAS, ${core} kernels (${env ? `OPENBLAS_CORETYPE=${env}` : 'detected; OPENBLAS_CORETYPE unset'})` +
+  const how = blasCoreChosenBy === 'cjepa' ? `OPENBLAS_CORETYPE=${env}, chosen by cjepa from the CPU flags`
+    : blasCoreChosenBy === 'user' ? `OPENBLAS_CORETYPE=${env}, the environment's` : 'detected by OpenBLAS; OPENBLAS_CORETYPE unset';
+  return `OpenBLAS, ${core} kernels (${how})` +
     `; cjepa's fp32 Linear ${native.linearSplit ? 'splits its GEMMs over its threads (CJEPA_SPLIT_GEMM=0: off)' : 'is at::linear'}`;
 }
 

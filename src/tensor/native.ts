@@ -1,7 +1,7 @@
 // Loads the libtorch addon. Thread-pool settings must be in the environment before libtorch
 // (libgomp, OpenBLAS) is loaded, so they are decided here, once, before the `require`.
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -9,6 +9,38 @@ import { fileURLToPath } from 'node:url';
 // these values cut a training step ~2x. A user's own setting wins.
 const THREAD_ENV: Record<string, string> = { GOMP_SPINCOUNT: '20000', OPENBLAS_THREAD_TIMEOUT: '4' };
 for (const [k, v] of Object.entries(THREAD_ENV)) if (process.env[k] === undefined) process.env[k] = v;
+
+/**
+ * The OpenBLAS kernel family for a CPU with these /proc/cpuinfo flags: the best one Debian's OpenBLAS 0.3.21
+ * ships that the CPU can run. OpenBLAS picks by CPU model, so a model newer than it knows (Emerald Rapids,
+ * model 207) gets its generic SSE3 `Prescott` kernels: 62 GFLOP/s sgemm at 2 threads where SkylakeX's reach
+ * ~300 (docs/results/performance, session 21). On CPUs it knows, this is the family it picks itself.
+ */
+export function openblasCoreFor(flags: ReadonlySet<string>): string | undefined {
+  if (['avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd'].every((f) => flags.has(f))) {
+    return flags.has('avx512_bf16') ? 'Cooperlake' : 'SkylakeX';
+  }
+  if (flags.has('avx2') && flags.has('fma')) return 'Haswell';
+  return undefined;
+}
+
+/** This CPU's flags from /proc/cpuinfo (empty where there is none: not Linux, or not x86). */
+export function cpuFlags(): Set<string> {
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    return new Set(line ? line.slice(line.indexOf(':') + 1).trim().split(/\s+/) : []);
+  } catch {
+    return new Set();
+  }
+}
+
+/** Who chose OpenBLAS's kernel family: the user's OPENBLAS_CORETYPE, cjepa (from the CPU flags), or OpenBLAS. */
+export let blasCoreChosenBy: 'user' | 'cjepa' | 'openblas' = process.env.OPENBLAS_CORETYPE ? 'user' : 'openblas';
+// Read by OpenBLAS when libtorch loads it, so set before the `require`; a user's own setting wins.
+if (blasCoreChosenBy === 'openblas' && process.arch === 'x64') {
+  const core = openblasCoreFor(cpuFlags());
+  if (core) { process.env.OPENBLAS_CORETYPE = core; blasCoreChosenBy = 'cjepa'; }
+}
 
 function findAddon(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
