@@ -201,7 +201,7 @@ function blasDescription(): string {
   const how = blasCoreChosenBy === 'cjepa' ? `OPENBLAS_CORETYPE=${env}, chosen by cjepa from the CPU flags`
     : blasCoreChosenBy === 'user' ? `OPENBLAS_CORETYPE=${env}, the environment's` : 'detected by OpenBLAS; OPENBLAS_CORETYPE unset';
   return `OpenBLAS, ${core} kernels (${how})` +
-    `; cjepa's fp32 Linear ${native.linearSplit ? 'splits its GEMMs over its threads (CJEPA_SPLIT_GEMM=0: off)' : 'is at::linear'}`;
+    `; cjepa's fp32 Linear ${native.linearSplit ? `splits its GEMMs over its threads on ${native.linearGemm}'s sgemm (CJEPA_FP32_GEMM=${process.env.CJEPA_FP32_GEMM}; CJEPA_SPLIT_GEMM=0: off)` : 'is at::linear'}`;
 }
 
 const f0 = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(0));

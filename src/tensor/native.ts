@@ -17,21 +17,41 @@ for (const [k, v] of Object.entries(THREAD_ENV)) if (process.env[k] === undefine
  * ~300 (docs/results/performance, session 21). On CPUs it knows, this is the family it picks itself.
  */
 export function openblasCoreFor(flags: ReadonlySet<string>): string | undefined {
-  if (['avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd'].every((f) => flags.has(f))) {
+  if (hasAvx512Core(flags)) {
     return flags.has('avx512_bf16') ? 'Cooperlake' : 'SkylakeX';
   }
   if (flags.has('avx2') && flags.has('fma')) return 'Haswell';
   return undefined;
 }
 
-/** This CPU's flags from /proc/cpuinfo (empty where there is none: not Linux, or not x86). */
+/** AVX-512 F, CD, BW, DQ and VL: Skylake-SP's set, what OpenBLAS's SkylakeX and oneDNN's avx512_core kernels need. */
+function hasAvx512Core(flags: ReadonlySet<string>): boolean {
+  return ['avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd'].every((f) => flags.has(f));
+}
+
+/**
+ * The library for the fp32 Linear's GEMMs (native/fused.cc Gemm32): oneDNN's sgemm on Intel AVX-512 CPUs, where
+ * its kernels took 14-16 % less time than OpenBLAS's on the step's shapes (Emerald Rapids, session 21), OpenBLAS
+ * elsewhere (not measured faster there). Chosen from the CPU alone, never by timing, so a resumed run computes
+ * exactly what the uninterrupted one did.
+ */
+export function fp32GemmFor(cpu: { vendor: string; flags: ReadonlySet<string> }): 'dnnl' | 'openblas' {
+  return cpu.vendor === 'GenuineIntel' && hasAvx512Core(cpu.flags) ? 'dnnl' : 'openblas';
+}
+
+/** This CPU's vendor and flags from /proc/cpuinfo (empty where there is none: not Linux, or not x86). */
+export function cpuInfo(): { vendor: string; flags: Set<string> } {
+  let text = '';
+  try { text = readFileSync('/proc/cpuinfo', 'utf8'); } catch { /* not Linux */ }
+  const field = (name: string) => {
+    const line = text.split('\n').find((l) => l.split(':')[0]!.trim() === name);
+    return line ? line.slice(line.indexOf(':') + 1).trim() : '';
+  };
+  return { vendor: field('vendor_id'), flags: new Set(field('flags').split(/\s+/).filter(Boolean)) };
+}
+/** This CPU's flags from /proc/cpuinfo. */
 export function cpuFlags(): Set<string> {
-  try {
-    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
-    return new Set(line ? line.slice(line.indexOf(':') + 1).trim().split(/\s+/) : []);
-  } catch {
-    return new Set();
-  }
+  return cpuInfo().flags;
 }
 
 /** Who chose OpenBLAS's kernel family: the user's OPENBLAS_CORETYPE, cjepa (from the CPU flags), or OpenBLAS. */
@@ -40,6 +60,12 @@ export let blasCoreChosenBy: 'user' | 'cjepa' | 'openblas' = process.env.OPENBLA
 if (blasCoreChosenBy === 'openblas' && process.arch === 'x64') {
   const core = openblasCoreFor(cpuFlags());
   if (core) { process.env.OPENBLAS_CORETYPE = core; blasCoreChosenBy = 'cjepa'; }
+}
+const FP32_GEMMS = ['dnnl', 'openblas'];
+if (process.env.CJEPA_FP32_GEMM === undefined) {
+  if (process.arch === 'x64') process.env.CJEPA_FP32_GEMM = fp32GemmFor(cpuInfo());
+} else if (!FP32_GEMMS.includes(process.env.CJEPA_FP32_GEMM)) {
+  throw new Error(`cjepa: CJEPA_FP32_GEMM must be one of ${FP32_GEMMS.join(', ')}, got '${process.env.CJEPA_FP32_GEMM}'`);
 }
 
 function findAddon(): string {
