@@ -727,9 +727,10 @@ static const OpenblasThreads& Openblas() {
 }
 
 // Which library runs each block: OpenBLAS's sgemm_ or oneDNN's dnnl_sgemm (the libdnnl libtorch links, looked
-// up at run time). On an Intel AVX-512 CPU (Emerald Rapids) oneDNN's JIT kernels took 14-16 % less time than
-// OpenBLAS's SkylakeX ones on the step's shapes, forward and both backward layouts, with bit-identical sums for
-// K <= 768 (the weight gradients' long sums differ by rounding). CJEPA_FP32_GEMM (dnnl | openblas), set by
+// up at run time); a product too small to split stays at::linear's OpenBLAS call. On an Intel AVX-512 CPU
+// (Emerald Rapids) oneDNN's JIT kernels took 14-16 % less time than OpenBLAS's SkylakeX ones on the step's shapes,
+// forward and both backward layouts (scripts/microbench/fp32_gemm_blocks.cc), with bit-identical sums for K <= 768
+// (the weight gradients' long sums differ by rounding). CJEPA_FP32_GEMM (dnnl | openblas), set by
 // src/tensor/native.ts from the CPU before this loads, chooses; unset or without libdnnl: OpenBLAS.
 using DnnlSgemmFn = int (*)(char, char, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float, float*, int64_t);
 static DnnlSgemmFn DnnlSgemm() {
@@ -776,14 +777,14 @@ static at::Tensor Gemm32(const at::Tensor& a0, const at::Tensor& b0, const at::T
   at::Tensor bc = bias ? bias->contiguous() : at::Tensor();
   const float *ap = a.data_ptr<float>(), *bp = b.data_ptr<float>(), *biasp = bias ? bc.data_ptr<float>() : nullptr;
   float* op = out.data_ptr<float>();
-  auto rows = [&](int64_t s, int64_t e) {
+  auto rows = [&](int64_t s, int64_t e, DnnlSgemmFn dg) {
     if (s >= e) return;
     const float one = 1.0f, zero = 0.0f;
     if (biasp)
       for (int64_t r = s; r < e; r++) std::memcpy(op + r * C, biasp, sizeof(float) * C);
     const int n = (int)(e - s);
     const float* as = ap + (p.tb == 'N' ? s * p.ldb : s);  // row s of a: a column of the column-major a^T
-    if (auto dg = DnnlSgemm())  // row-major: y = op(a) op(b), each operand the transpose of the column-major call's
+    if (dg)  // row-major: y = op(a) op(b), each operand the transpose of the column-major call's
       dg(p.tb, p.ta, n, p.m, p.k, 1.0f, as, p.ldb, bp, p.lda, biasp ? 1.0f : 0.0f, op + s * C, p.ldc);
     else
       sgemm_(&p.ta, &p.tb, &p.m, &n, &p.k, &one, bp, &p.lda, as, &p.ldb, biasp ? &one : &zero, op + s * C, &p.ldc);
@@ -793,7 +794,7 @@ static at::Tensor Gemm32(const at::Tensor& a0, const at::Tensor& b0, const at::T
   // itself keeps up to 2^18 multiply-adds on the calling thread)
   const int64_t blocks = std::min<int64_t>(threads, R / 16);
   if (blocks < 2 || R * K * C < (int64_t{1} << 19)) {
-    rows(0, R);
+    rows(0, R, nullptr);  // at::linear's own call, bit for bit
     return out;
   }
   struct OneBlasThread {  // OpenBLAS's own thread count back on the way out, exceptions included
@@ -803,7 +804,7 @@ static at::Tensor Gemm32(const at::Tensor& a0, const at::Tensor& b0, const at::T
     ~OneBlasThread() { if (prev != 1) ob.set(prev); }
   } oneThread;
   at::parallel_for(0, blocks, 1, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; i++) rows((R * i / blocks) / 16 * 16, i + 1 == blocks ? R : (R * (i + 1) / blocks) / 16 * 16);
+    for (int64_t i = s; i < e; i++) rows((R * i / blocks) / 16 * 16, i + 1 == blocks ? R : (R * (i + 1) / blocks) / 16 * 16, DnnlSgemm());
   });
   return out;
 }
