@@ -733,14 +733,15 @@ static const OpenblasThreads& Openblas() {
 // (the weight gradients' long sums differ by rounding). CJEPA_FP32_GEMM (dnnl | openblas), set by
 // src/tensor/native.ts from the CPU before this loads, chooses; unset or without libdnnl: OpenBLAS.
 using DnnlSgemmFn = int (*)(char, char, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float, float*, int64_t);
-static DnnlSgemmFn DnnlSgemm() {
-  static const DnnlSgemmFn f = [] {
-    const char* e = std::getenv("CJEPA_FP32_GEMM");
-    if (!e || std::string(e) != "dnnl") return DnnlSgemmFn(nullptr);
-    return reinterpret_cast<DnnlSgemmFn>(dlsym(RTLD_DEFAULT, "dnnl_sgemm"));
-  }();
+static DnnlSgemmFn DnnlSgemmSymbol() {
+  static const DnnlSgemmFn f = reinterpret_cast<DnnlSgemmFn>(dlsym(RTLD_DEFAULT, "dnnl_sgemm"));
   return f;
 }
+static std::atomic<DnnlSgemmFn> gDnnlSgemm{[] {
+  const char* e = std::getenv("CJEPA_FP32_GEMM");
+  return e && std::string(e) == "dnnl" ? DnnlSgemmSymbol() : DnnlSgemmFn(nullptr);
+}()};
+static DnnlSgemmFn DnnlSgemm() { return gDnnlSgemm.load(std::memory_order_relaxed); }
 
 // `cjepa bench --gemm-log`: one stderr line per Gemm32 call with its shape and wall time (what the GEMMs of a step
 // cost by shape, without the op profiler's own overhead on every op).
@@ -919,6 +920,11 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
     exports.Set("blasCore", core ? Napi::Value(Napi::String::New(env, core())) : env.Null());
   }
   Def(env, exports, "setGemmLog", FN { gGemmLog.store(info[0].ToBoolean().Value()); return info.Env().Undefined(); });
+  // switch the split Linear's library in a running process (in-process A/B timing); returns what now runs
+  Def(env, exports, "setFp32Gemm", FN {
+    gDnnlSgemm.store(info[0].ToString().Utf8Value() == "dnnl" ? DnnlSgemmSymbol() : nullptr);
+    return Napi::String::New(info.Env(), DnnlSgemm() ? "oneDNN" : "OpenBLAS");
+  });
 #else
   exports.Set("linearSplit", Napi::Boolean::New(env, false));
   exports.Set("linearGemm", env.Null());
