@@ -19,7 +19,7 @@
 // Evaluations are cached next to each run (<run>/eval.json) and the floors in <runs-dir>/floors.json, so a
 // later call with --reuse (or --eval-only) only evaluates what is new and rewrites the report.
 // CJEPA_THREADS=1 runs one process per core.
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync, mkdirSync, readdirSync, writeFileSync, readFileSync, renameSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,7 +40,7 @@ import type { VisionTransformer } from '../src/nn/vit.js';
 import { intArg } from '../src/cli/args.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const { values: a } = parseArgs({ options: {
+const OPTIONS = {
   steps: { type: 'string', default: '2000' }, batch: { type: 'string', default: '64' }, 'eval-every': { type: 'string', default: '500' },
   methods: { type: 'string', default: 'ijepa,cjepa,vicreg' }, 'runs-dir': { type: 'string', default: 'runs/repro' },
   reuse: { type: 'boolean', default: false }, name: { type: 'string', default: 'cifar10-small' },
@@ -48,9 +48,21 @@ const { values: a } = parseArgs({ options: {
   data: { type: 'string', default: 'folder:../shared/data/cifar10/train' }, seed: { type: 'string', default: '0' },
   'eval-only': { type: 'boolean', default: false }, prefix: { type: 'string', default: '' },
   only: { type: 'string', default: '' }, 'warmup-steps': { type: 'string', default: '' },
-  run: { type: 'string', multiple: true, default: [] }, online: { type: 'boolean', default: false },
+  run: { type: 'string', multiple: true, default: [] as string[] }, online: { type: 'boolean', default: false },
   rescore: { type: 'boolean', default: false }, 'stop-at': { type: 'string', default: '' }, 'knn-only': { type: 'boolean', default: false },
-} });
+} satisfies ParseArgsConfig['options'];
+const USAGE = 'usage: npm run reproduce -- [--steps N] [--batch N] [--eval-every N] [--methods ijepa,cjepa,vicreg] [--runs-dir DIR] ' +
+  '[--reuse] [--name NAME] [--train-subset N] [--data SPEC] [--seed N] [--ablation] [--eval-only --prefix P] [--only RUNS] ' +
+  "[--warmup-steps N] [--run 'name:field=value;...'] [--online] [--stop-at N] [--rescore] [--knn-only] (scripts/reproduce.ts says what each does)";
+const parsed = (() => {
+  try {
+    return parseArgs({ options: OPTIONS });
+  } catch (e) {
+    console.error(`reproduce: ${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+})();
+const { values: a } = parsed;
 const steps = Number(a.steps), batch = Number(a.batch), evalEvery = Number(a['eval-every']), seed = Number(a.seed);
 // --stop-at N: pause each run after step N (a checkpoint, the schedule still that of --steps), then evaluate what exists;
 // the same command with --reuse and a later --stop-at (or none) continues it
