@@ -922,7 +922,9 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "setGemmLog", FN { gGemmLog.store(info[0].ToBoolean().Value()); return info.Env().Undefined(); });
   // switch the split Linear's library in a running process (in-process A/B timing); returns what now runs
   Def(env, exports, "setFp32Gemm", FN {
-    gDnnlSgemm.store(info[0].ToString().Utf8Value() == "dnnl" ? DnnlSgemmSymbol() : nullptr);
+    const std::string lib = info[0].ToString().Utf8Value();
+    if (lib != "dnnl" && lib != "openblas") throw Napi::Error::New(info.Env(), "setFp32Gemm: expected 'dnnl' or 'openblas', got '" + lib + "'");
+    gDnnlSgemm.store(lib == "dnnl" ? DnnlSgemmSymbol() : nullptr);
     return Napi::String::New(info.Env(), DnnlSgemm() ? "oneDNN" : "OpenBLAS");
   });
 #else

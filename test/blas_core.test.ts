@@ -66,6 +66,8 @@ test('the fp32 Linear runs oneDNN on Intel AVX-512 CPUs only; an unknown CJEPA_F
   // switched in a running process (scripts/microbench/fp32_gemm_step_ab.ts alternates the two step by step)
   const sw = childJson({}, "console.log(JSON.stringify([m.native.setFp32Gemm('openblas'), m.native.setFp32Gemm('dnnl'), m.native.linearGemm]));");
   assert.deepEqual(sw, ['OpenBLAS', 'oneDNN', auto.gemm], 'linearGemm reports the library chosen at load');
+  const badSwitch = childJson({}, "let msg = ''; try { m.native.setFp32Gemm('mkl'); } catch (e) { msg = e.message; } console.log(JSON.stringify(msg));");
+  assert.match(badSwitch, /expected 'dnnl' or 'openblas', got 'mkl'/);
   const bad = inChild({ CJEPA_FP32_GEMM: 'mkl' }, '');
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /CJEPA_FP32_GEMM must be one of dnnl, openblas, got 'mkl'/);
