@@ -54,16 +54,17 @@ export function cpuFlags(): Set<string> {
   return cpuInfo().flags;
 }
 
+const CPU = cpuInfo();  // read once: both choices below come from it
 /** Who chose OpenBLAS's kernel family: the user's OPENBLAS_CORETYPE, cjepa (from the CPU flags), or OpenBLAS. */
 export let blasCoreChosenBy: 'user' | 'cjepa' | 'openblas' = process.env.OPENBLAS_CORETYPE ? 'user' : 'openblas';
 // Read by OpenBLAS when libtorch loads it, so set before the `require`; a user's own setting wins.
 if (blasCoreChosenBy === 'openblas' && process.arch === 'x64') {
-  const core = openblasCoreFor(cpuFlags());
+  const core = openblasCoreFor(CPU.flags);
   if (core) { process.env.OPENBLAS_CORETYPE = core; blasCoreChosenBy = 'cjepa'; }
 }
 const FP32_GEMMS = ['dnnl', 'openblas'];
 if (process.env.CJEPA_FP32_GEMM === undefined) {
-  if (process.arch === 'x64') process.env.CJEPA_FP32_GEMM = fp32GemmFor(cpuInfo());
+  if (process.arch === 'x64') process.env.CJEPA_FP32_GEMM = fp32GemmFor(CPU);
 } else if (!FP32_GEMMS.includes(process.env.CJEPA_FP32_GEMM)) {
   throw new Error(`cjepa: CJEPA_FP32_GEMM must be one of ${FP32_GEMMS.join(', ')}, got '${process.env.CJEPA_FP32_GEMM}'`);
 }
