@@ -166,6 +166,14 @@ __attribute__((always_inline)) static inline void SoftmaxBwdRow(const In* g, con
   for (int64_t j = 0; j < L; j++) StoreF(dx, j, scale * yb[j] * (gb[j] - dot));
 }
 
+// Rows of an attention item's scores, in place (SoftmaxRow and SoftmaxBwdRow read a row into `buf` before
+// writing it): buf holds 2 * ceil(L / 16) * 16 floats.
+CJ_KERNEL static void SoftmaxRowsInPlaceF32(float* x, int64_t rows, int64_t L, float scale, float* buf) {
+  for (int64_t r = 0; r < rows; r++) SoftmaxRow(x + r * L, x + r * L, buf, L, scale);
+}
+CJ_KERNEL static void SoftmaxBwdRowsInPlaceF32(float* g, const float* y, int64_t rows, int64_t L, float scale, float* buf) {
+  for (int64_t r = 0; r < rows; r++) SoftmaxBwdRow(g + r * L, y + r * L, g + r * L, buf, L, scale);
+}
 CJ_KERNEL static void SoftmaxRowsF32(const float* x, float* y, int64_t rows, int64_t L, float scale) {
   std::vector<float> buf((L + 15) / 16 * 16);
   for (int64_t r = 0; r < rows; r++) SoftmaxRow(x + r * L, y + r * L, buf.data(), L, scale);
@@ -726,6 +734,15 @@ static const OpenblasThreads& Openblas() {
   return t;
 }
 
+// OpenBLAS at one thread for the calls made inside a libtorch-parallel region, its own count back on the way
+// out, exceptions included.
+struct OneBlasThread {
+  const OpenblasThreads& ob = Openblas();
+  const int prev = ob.get();
+  OneBlasThread() { if (prev != 1) ob.set(1); }
+  ~OneBlasThread() { if (prev != 1) ob.set(prev); }
+};
+
 // Which library runs each block: OpenBLAS's sgemm_ or oneDNN's dnnl_sgemm (the libdnnl libtorch links, looked
 // up at run time); a product too small to split stays at::linear's OpenBLAS call. On an Intel AVX-512 CPU
 // (Emerald Rapids) oneDNN's JIT kernels took 14-16 % less time than OpenBLAS's SkylakeX ones on the step's shapes,
@@ -798,12 +815,7 @@ static at::Tensor Gemm32(const at::Tensor& a0, const at::Tensor& b0, const at::T
     rows(0, R, nullptr);  // at::linear's own call, bit for bit
     return out;
   }
-  struct OneBlasThread {  // OpenBLAS's own thread count back on the way out, exceptions included
-    const OpenblasThreads& ob = Openblas();
-    const int prev = ob.get();
-    OneBlasThread() { if (prev != 1) ob.set(1); }
-    ~OneBlasThread() { if (prev != 1) ob.set(prev); }
-  } oneThread;
+  OneBlasThread oneThread;
   at::parallel_for(0, blocks, 1, [&](int64_t s, int64_t e) {
     for (int64_t i = s; i < e; i++) rows((R * i / blocks) / 16 * 16, i + 1 == blocks ? R : (R * (i + 1) / blocks) / 16 * 16, DnnlSgemm());
   });
@@ -844,6 +856,98 @@ struct Linear32NoBiasFn : public torch::autograd::Function<Linear32NoBiasFn> {
     return Linear32Backward(ctx, go[0], false);
   }
 };
+
+// ---------------------------------------------------------------- fp32 attention core (from the qkv Linear's output)
+// out (B, N, C) = softmax(scale q k^T) v for every image and head, with q, k, v read where the qkv Linear wrote
+// them ((B, N, 3, H, d), the official layout) and the output written where proj reads it. The composed path
+// copies q, k^T and v into contiguous batches for its two products and the output back from (B, H, N, d), and its
+// backward copies the three gradients into one (B, N, 3C); here there are no copies, and the softmax runs on
+// each item's scores while they are in cache. Each product is one single-threaded sgemm_ on strided operands,
+// the (image, head) items split over libtorch's threads. Sums can differ from the composed path's by float
+// rounding (other transpose flags than bmm's); test/fused_ops.test.ts bounds it.
+struct AttnShape {
+  int64_t B, N, H, d, C;
+  AttnShape(const at::Tensor& qkv, int64_t heads) : B(qkv.size(0)), N(qkv.size(1)), H(heads), d(qkv.size(2) / 3 / heads), C(qkv.size(2) / 3) {}
+  const float* Q(const float* qkv, int64_t i) const { return qkv + (i / H) * N * 3 * C + (i % H) * d; }
+  int64_t Out(int64_t i) const { return (i / H) * N * C + (i % H) * d; }  // offset of item i's (N, d) in (B, N, C)
+  int64_t Grain() const { return std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, N * N * d)); }
+};
+static void AttentionForward32(const float* qkv, float* out, float* probs, const AttnShape& s, float scale) {
+  const int N = (int)s.N, d = (int)s.d, ld3 = (int)(3 * s.C), ldo = (int)s.C;
+  const int64_t NN = s.N * s.N, Lp = (s.N + 15) / 16 * 16;
+  OneBlasThread oneThread;
+  at::parallel_for(0, s.B * s.H, s.Grain(), [&](int64_t i0, int64_t i1) {
+    std::vector<float> scratch(probs ? 0 : NN), buf(2 * Lp);
+    const float one = 1.0f, zero = 0.0f;
+    for (int64_t i = i0; i < i1; i++) {
+      const float *q = s.Q(qkv, i), *k = q + s.C, *v = q + 2 * s.C;
+      float* S = probs ? probs + i * NN : scratch.data();
+      sgemm_("T", "N", &N, &N, &d, &one, k, &ld3, q, &ld3, &zero, S, &N);  // S[j][i] = q_j . k_i, row-major (N, N)
+      SoftmaxRowsInPlaceF32(S, s.N, s.N, scale, buf.data());
+      sgemm_("N", "N", &d, &N, &N, &one, v, &ld3, S, &N, &zero, out + s.Out(i), &ldo);  // out_j = sum_i P[j][i] v_i
+    }
+  });
+}
+// dP = dO v^T; dS = scale P (dP - rowsum(dP P)); dq = dS k, dk = dS^T q, dv = P^T dO, written into (B, N, 3C).
+static void AttentionBackward32(const float* qkv, const float* probs, const float* gout, float* dqkv, const AttnShape& s, float scale) {
+  const int N = (int)s.N, d = (int)s.d, ld3 = (int)(3 * s.C), ldo = (int)s.C;
+  const int64_t NN = s.N * s.N, Lp = (s.N + 15) / 16 * 16;
+  OneBlasThread oneThread;
+  at::parallel_for(0, s.B * s.H, s.Grain(), [&](int64_t i0, int64_t i1) {
+    std::vector<float> dS(NN), buf(2 * Lp);
+    const float one = 1.0f, zero = 0.0f;
+    for (int64_t i = i0; i < i1; i++) {
+      const float *q = s.Q(qkv, i), *k = q + s.C, *v = q + 2 * s.C, *P = probs + i * NN, *dO = gout + s.Out(i);
+      float* dq = dqkv + (q - qkv);
+      sgemm_("T", "N", &N, &N, &d, &one, v, &ld3, dO, &ldo, &zero, dS.data(), &N);  // dP[j][i] = dO_j . v_i
+      SoftmaxBwdRowsInPlaceF32(dS.data(), P, s.N, s.N, scale, buf.data());
+      sgemm_("N", "N", &d, &N, &N, &one, k, &ld3, dS.data(), &N, &zero, dq, &ld3);               // dq_j = sum_i dS[j][i] k_i
+      sgemm_("N", "T", &d, &N, &N, &one, q, &ld3, dS.data(), &N, &zero, dq + s.C, &ld3);         // dk_i = sum_j dS[j][i] q_j
+      sgemm_("N", "T", &d, &N, &N, &one, dO, &ldo, P, &N, &zero, dq + 2 * s.C, &ld3);            // dv_i = sum_j P[j][i] dO_j
+    }
+  });
+}
+struct Attention32Fn : public torch::autograd::Function<Attention32Fn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& qkv, int64_t heads, double scale) {
+    RECORD_FUNCTION("cj::attention", std::vector<c10::IValue>({qkv}));
+    const AttnShape s(qkv, heads);
+    at::Tensor out = at::empty({s.B, s.N, s.C}, qkv.options()), probs = at::empty({s.B, s.H, s.N, s.N}, qkv.options());
+    AttentionForward32(qkv.data_ptr<float>(), out.data_ptr<float>(), probs.data_ptr<float>(), s, (float)scale);
+    ctx->save_for_backward({qkv, probs});
+    ctx->saved_data["heads"] = heads;
+    ctx->saved_data["scale"] = scale;
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    RECORD_FUNCTION("cj::attention_backward", std::vector<c10::IValue>({go[0]}));
+    auto v = ctx->get_saved_variables();
+    const AttnShape s(v[0], ctx->saved_data["heads"].toInt());
+    at::Tensor g = go[0].contiguous(), dqkv = at::empty_like(v[0], at::MemoryFormat::Contiguous);
+    AttentionBackward32(v[0].data_ptr<float>(), v[1].data_ptr<float>(), g.data_ptr<float>(), dqkv.data_ptr<float>(), s,
+                        (float)ctx->saved_data["scale"].toDouble());
+    return {dqkv, at::Tensor(), at::Tensor()};
+  }
+};
+static bool Linear32On();
+// The fused core where it applies (fp32 CPU tensors, no autocast, libtorch on the system OpenBLAS, shapes within
+// BLAS's int range); an undefined tensor otherwise, for the caller's composed path. Without a gradient to keep
+// (the EMA target encoder) the probabilities live in a per-thread scratch, not a (B, H, N, N) tensor.
+static at::Tensor FusedAttention32(const at::Tensor& qkv0, int64_t heads, double scale) {
+  if (qkv0.dim() != 3 || heads < 1 || qkv0.size(2) % (3 * heads) != 0)
+    throw std::invalid_argument("attention: qkv must be (B, N, 3C) with C divisible by heads " + std::to_string(heads) + ", got " +
+                                c10::str(qkv0.sizes()));
+  if (!Linear32On() || !qkv0.device().is_cpu() || qkv0.layout() != at::kStrided || qkv0.scalar_type() != at::kFloat ||
+      at::autocast::is_cpu_enabled() || qkv0.numel() == 0 || qkv0.size(1) < 2 ||
+      std::max<int64_t>(qkv0.size(1), qkv0.size(2)) > INT32_MAX / 4)
+    return at::Tensor();
+  at::Tensor qkv = qkv0.contiguous();
+  if (at::GradMode::is_enabled() && qkv.requires_grad()) return Attention32Fn::apply(qkv, heads, scale);
+  RECORD_FUNCTION("cj::attention", std::vector<c10::IValue>({qkv}));
+  const AttnShape s(qkv, heads);
+  at::Tensor out = at::empty({s.B, s.N, s.C}, qkv.options());
+  AttentionForward32(qkv.data_ptr<float>(), out.data_ptr<float>(), nullptr, s, (float)scale);
+  return out;
+}
 #endif
 
 // fp32 F.linear through Linear32Fn where at::linear would make one addmm / mm of a 2-D problem (a 2-D input,
@@ -920,6 +1024,11 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
     exports.Set("blasCore", core ? Napi::Value(Napi::String::New(env, core())) : env.Null());
   }
   Def(env, exports, "setGemmLog", FN { gGemmLog.store(info[0].ToBoolean().Value()); return info.Env().Undefined(); });
+  // attention(qkv (B, N, 3C), heads, scale) -> (B, N, C), or null where the fused fp32 core does not apply
+  Def(env, exports, "attention", FN {
+    at::Tensor out = FusedAttention32(T(info, 0), I(info, 1), D(info, 2));
+    return out.defined() ? Wrap(info.Env(), out) : info.Env().Null();
+  });
   // switch the split Linear's library in a running process (in-process A/B timing); returns what now runs
   Def(env, exports, "setFp32Gemm", FN {
     const std::string lib = info[0].ToString().Utf8Value();
@@ -933,6 +1042,7 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
   exports.Set("blasCore", env.Null());
   exports.Set("batchedMatmulThreaded", Napi::Boolean::New(env, false));
   Def(env, exports, "setGemmLog", FN { return info.Env().Undefined(); });  // no Gemm32 in this build: nothing to log
+  Def(env, exports, "attention", FN { return info.Env().Null(); });  // no fused core without the system BLAS
 #endif
   Def(env, exports, "residualAdd", FN { return Wrap(info.Env(), ResidualAdd(T(info, 0), T(info, 1))); });
   Def(env, exports, "layerNormToLinear", FN { return Wrap(info.Env(), LayerNormToLinear(T(info, 0), T(info, 1), T(info, 2), D(info, 3))); });

@@ -63,7 +63,7 @@ test('the fp32 Linear runs oneDNN on Intel AVX-512 CPUs only; an unknown CJEPA_F
   const want = process.arch === 'x64' ? fp32GemmFor(cpuInfo()) : undefined;
   assert.equal(auto.env, want);
   if (auto.gemm !== null) assert.equal(auto.gemm, want === 'dnnl' ? 'oneDNN' : 'OpenBLAS');
-  // switched in a running process (scripts/microbench/fp32_gemm_step_ab.ts alternates the two step by step)
+  // switched in a running process (scripts/microbench/fp32_step_ab.ts alternates the two step by step)
   const sw = childJson({}, "console.log(JSON.stringify([m.native.setFp32Gemm('openblas'), m.native.setFp32Gemm('dnnl'), m.native.linearGemm]));");
   assert.deepEqual(sw, ['OpenBLAS', 'oneDNN', auto.gemm], 'linearGemm reports the library chosen at load');
   const badSwitch = childJson({}, "let msg = ''; try { m.native.setFp32Gemm('mkl'); } catch (e) { msg = e.message; } console.log(JSON.stringify(msg));");

@@ -274,6 +274,65 @@ test('F.batchedMatmul (fp32): values and both gradients bit-identical to libtorc
   assert.throws(() => F.batchedMatmul(a, T.randn([2, 3, 15, 8])), /shape|size|mat/i);
 });
 
+test('F.attention (fp32): the fused core within 4e-6 (relative) of the composed ops and of PyTorch (the official Attention), forward and qkv gradient; no-grad path equal; keyBias, bf16 and bad shapes handled', () => {
+  assert.equal(F.setFusedAttention(true), true, 'the fused core is on by default');
+  // the preset's shapes (64 tokens, 3 heads of 64; a context of 13 tokens), the predictor's width, an odd length, and a tiny one
+  const shapes: Array<[number, number, number, number]> = [[4, 64, 192, 3], [5, 13, 192, 3], [3, 37, 96, 3], [2, 2, 12, 2]];
+  for (const [B, N, C, H] of shapes) {
+    const name = `B ${B}, N ${N}, C ${C}, H ${H}`;
+    const qkv0 = T.randn([B, N, 3 * C], { generator: new T.Generator(51) }).mul(2);
+    const up = T.randn([B, N, C], { generator: new T.Generator(52) });
+    const scale = (C / H) ** -0.5;
+    const run = (fused: boolean) => {
+      F.setFusedAttention(fused);
+      try {
+        const qkv = qkv0.detach().requiresGrad_(true);
+        const y = F.attention(qkv, H, scale);
+        y.backward(up);
+        return [y.detach(), qkv.grad!, T.noGrad(() => F.attention(qkv0, H, scale))];
+      } finally {
+        F.setFusedAttention(true);
+      }
+    };
+    const [y, g, yNoGrad] = run(true), [ys, gs] = run(false);
+    assert.deepEqual(y!.shape, [B, N, C], `${name}: output shape`);
+    // relative to the largest value: the sums differ by float rounding only (other transpose flags than bmm's)
+    const rel = (a: T.Tensor, b: T.Tensor) => maxAbsDiff(a, b) / T.tidy(() => b.abs().max().item());
+    assert.ok(rel(y!, ys!) < 4e-6, `${name}: forward vs composed ${rel(y!, ys!)}`);
+    assert.ok(rel(g!, gs!) < 4e-6, `${name}: qkv gradient vs composed ${rel(g!, gs!)}`);
+    assert.equal(maxAbsDiff(yNoGrad!, y!), 0, `${name}: the no-grad path computes the same sums`);
+    const ref = runTorch([
+      'qkv = inp["qkv"].clone().requires_grad_(True)',
+      `B, N, C, H = ${B}, ${N}, ${C}, ${H}`,
+      'q, k, v = qkv.reshape(B, N, 3, H, C // H).permute(2, 0, 3, 1, 4)',
+      `a = ((q @ k.transpose(-2, -1)) * ${scale}).softmax(dim=-1)`,
+      'y = (a @ v).transpose(1, 2).reshape(B, N, C)',
+      'y.backward(inp["up"])', 'out["y"] = y.detach(); out["g"] = qkv.grad',
+    ].join('\n'), { qkv: qkv0, up });
+    // PyTorch scales the rounded scores before its softmax: one more rounding
+    assert.ok(rel(y!, ref['y']!) < 4e-6 && rel(g!, ref['g']!) < 4e-6, `${name}: vs PyTorch ${rel(y!, ref['y']!)} ${rel(g!, ref['g']!)} (relative)`);
+  }
+  // a key bias (padding) takes the composed path: -inf keys get weight 0, so the output ignores their values
+  const [B, N, C, H] = [2, 6, 12, 2];
+  const qkv = T.randn([B, N, 3 * C], { generator: new T.Generator(53) });
+  const keyBias = T.tensor(Array.from({ length: B * N }, (_, i) => (i % N >= 4 ? -Infinity : 0)), [B, 1, 1, N]);
+  const withBias = F.attention(qkv, H, 0.5, keyBias);
+  const truncated = F.attention(qkv.narrow(1, 0, 4).contiguous(), H, 0.5);  // the same first 4 tokens, no padding
+  assert.ok(maxAbsDiff(withBias.narrow(1, 0, 4), truncated) < 1e-6, 'padded keys ignored');
+  // under bf16 autocast the composed ops run (bf16 out)
+  const prev = T.runtime.precision;
+  try {
+    T.setPrecision('bf16');
+    const y = T.autocast(() => F.attention(qkv.to('bfloat16'), H, 0.5));
+    assert.equal(y.dtype, 'bfloat16');
+  } finally {
+    T.setPrecision(prev);
+  }
+  assert.throws(() => F.attention(T.randn([2, 5, 35]), 2, 1), /qkv must be \(B, N, 3C\).*\[2, 5, 35\]/);
+  assert.throws(() => F.attention(T.randn([2, 5, 36]), 5, 1), /divisible by heads 5/);
+  assert.throws(() => F.attention(T.randn([10, 36]), 2, 1), /qkv must be \(B, N, 3C\)/);
+});
+
 test('fused AdamW and EMA: within one float rounding (2^-22 relative) of the stock op sequence (torch.optim.AdamW single-tensor arithmetic)', () => {
   const shapes = [[33, 17], [5], [3, 4, 5]];
   const mk = (seed: number) => shapes.map((s) => T.randn(s, { generator: new T.Generator(seed) }));

@@ -120,20 +120,7 @@ export class Attention extends Module {
   }
   /** keyBias: optional additive bias on the scores, (B, 1, 1, N): 0 for real keys, -inf for padding. */
   forward(x: Tensor, keyBias?: Tensor): Tensor {
-    return tidy(() => {
-      const [B, N, C] = x.shape as [number, number, number];
-      const H = this.numHeads;
-      // chunk, not select: select's backward allocates and fills a zero (B, N, 3C) per slice, chunk's is one
-      // cat. k^T is made contiguous as (B, H, d, N), the layout PyTorch's matmul copies it to (same bf16 sums)
-      const d = C / H;
-      const [q, k, v] = this.qkv.forward(x).reshape([B, N, 3, H, d]).chunk(3, 2).map((t) => t.reshape([B, N, H, d])) as [Tensor, Tensor, Tensor];
-      const scores = F.batchedMatmul(q.permute([0, 2, 1, 3]), k.permute([0, 2, 3, 1]).contiguous());
-      const attn = keyBias
-        ? F.softmax(scores.mul(this.scale).add(keyBias), -1)  // padded keys get weight exactly 0
-        : F.scaledSoftmax(scores, this.scale);  // softmax(q k^T * scale), one fused op
-      const out = F.batchedMatmul(attn, v.permute([0, 2, 1, 3])).transpose(1, 2).reshape([B, N, C]);
-      return this.proj.forward(out);
-    });
+    return tidy(() => this.proj.forward(F.attention(this.qkv.forward(x), this.numHeads, this.scale, keyBias)));
   }
 }
 

@@ -32,7 +32,7 @@ export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor 
 }
 
 /**
- * Fused kernels turned off by name (`CJEPA_UNFUSED=gelu,softmax,residual,layernorm,linear,bmm`): the stock libtorch
+ * Fused kernels turned off by name (`CJEPA_UNFUSED=gelu,softmax,residual,layernorm,linear,bmm,attention`): the stock libtorch
  * ops run instead, with the same results up to float rounding. Default: every fused kernel on (GELU only for
  * bf16, where it is a table lookup; see `gelu`).
  */
@@ -97,6 +97,39 @@ export function residualAdd(x: Tensor, y: Tensor): Tensor {
 export function batchedMatmul(a: Tensor, b: Tensor): Tensor {
   if (UNFUSED.has('bmm')) return a.matmul(b);
   return new Tensor(native.batchedMatmul(handleOf(a, 'F.batchedMatmul', 'a'), handleOf(b, 'F.batchedMatmul', 'b')));
+}
+/**
+ * Multi-head attention's core from the qkv projection: qkv (B, N, 3C) in the official (3, H, d) layout ->
+ * softmax(scale q k^T [+ keyBias]) v as (B, N, C). fp32 on the CPU without autocast (libtorch on the system
+ * OpenBLAS): one native op (native/fused.cc FusedAttention32) that reads q, k, v in place and writes the output and,
+ * backward, the qkv gradient directly, with no layout copies; equal to the composed ops up to float rounding.
+ * keyBias (B, 1, 1, N; -inf on padded keys), bf16, other devices or `CJEPA_UNFUSED=attention`: the composed ops.
+ */
+export function attention(qkv: Tensor, heads: number, scale: number, keyBias?: Tensor): Tensor {
+  const [B, N, C3] = qkv.shape as [number, number, number];
+  if (qkv.ndim !== 3 || !Number.isInteger(heads) || heads < 1 || C3 % (3 * heads) !== 0) {
+    throw new Error(`F.attention: qkv must be (B, N, 3C) with C divisible by heads ${heads}, got [${qkv.shape.join(', ')}]`);
+  }
+  if (!keyBias && fusedAttention) {
+    const h = native.attention(handleOf(qkv, 'F.attention', 'qkv'), heads, scale);
+    if (h) return new Tensor(h);
+  }
+  const C = C3 / 3, d = C / heads;
+  // chunk, not select: select's backward allocates and fills a zero (B, N, 3C) per slice, chunk's is one
+  // cat. k^T is made contiguous as (B, H, d, N), the layout PyTorch's matmul copies it to (same bf16 sums)
+  const [q, k, v] = qkv.reshape([B, N, 3, heads, d]).chunk(3, 2).map((t) => t.reshape([B, N, heads, d])) as [Tensor, Tensor, Tensor];
+  const scores = batchedMatmul(q.permute([0, 2, 1, 3]), k.permute([0, 2, 3, 1]).contiguous());
+  const attn = keyBias
+    ? softmax(scores.mul(scale).add(keyBias), -1)  // padded keys get weight exactly 0
+    : scaledSoftmax(scores, scale);  // softmax(q k^T * scale), one fused op
+  return batchedMatmul(attn, v.permute([0, 2, 1, 3])).transpose(1, 2).reshape([B, N, C]);
+}
+let fusedAttention = !UNFUSED.has('attention');
+/** Turns the fused attention core on or off in this process (in-process A/B timing, tests); returns the previous setting. */
+export function setFusedAttention(on: boolean): boolean {
+  const was = fusedAttention;
+  fusedAttention = on;
+  return was;
 }
 export function logSoftmax(x: Tensor, dim: number): Tensor { return new Tensor(native.logSoftmax(handleOf(x, 'F.logSoftmax', 'x'), dim)); }
 /** Uses libtorch's global generator (seed it with manualSeed). */
