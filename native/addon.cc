@@ -305,6 +305,7 @@ static Napi::Value DeviceOf(const Napi::CallbackInfo& info) { return Napi::Strin
 static Napi::Value Numel(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), (double)T(info, 0).numel()); }
 static Napi::Value RequiresGrad(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), T(info, 0).requires_grad()); }
 static Napi::Value IsLeaf(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), T(info, 0).is_leaf()); }
+static Napi::Value IsContiguous(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), T(info, 0).is_contiguous()); }
 
 static Napi::Value Empty(const Napi::CallbackInfo& info) { return Wrap(info.Env(), at::empty(IV(info, 0), Opts(info, 1, 2))); }
 static Napi::Value Zeros(const Napi::CallbackInfo& info) { return Wrap(info.Env(), at::zeros(IV(info, 0), Opts(info, 1, 2))); }
@@ -479,6 +480,7 @@ void RegisterCore(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "numel", Numel);
   Def(env, exports, "requiresGrad", RequiresGrad);
   Def(env, exports, "isLeaf", IsLeaf);
+  Def(env, exports, "isContiguous", IsContiguous);
   Def(env, exports, "empty", Empty);
   Def(env, exports, "zeros", Zeros);
   Def(env, exports, "ones", Ones);

@@ -5,7 +5,7 @@
 // (count, names, shapes) against the PyTorch reference model. One Python process for all of it.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { Tensor, Generator, randn, zeros, empty, noGrad } from '../src/tensor/index.js';
+import { Tensor, Generator, randn, zeros, empty, noGrad, F } from '../src/tensor/index.js';
 import { vicregLoss, VICREG_WEIGHTS, type VicregWeights } from '../src/method/losses.js';
 import { emaUpdate } from '../src/method/ema.js';
 import { AdamW, clipGradNorm, ijepaParamGroups, type ParamGroup } from '../src/method/optim.js';
@@ -259,6 +259,22 @@ test('VisionTransformer vit_tiny/16 at 224 and a predictor: parameter count, nam
   const pred = new Predictor({ grid: [14, 14], embedDim: 192, ...TINY_PRED });
   checkModel('predictor', pred.namedParameters(), ijepaParamGroups(pred.namedParameters()));
   enc.dispose(); pred.dispose();
+});
+
+test('the patch embedding hands the blocks a contiguous (B, N, C) stream: the same values as conv -> flatten -> transpose', () => {
+  const enc = new VisionTransformer(vitConfig('vit_tiny', { imgSize: 32, patchSize: 4, inChans: 3, depth: 1 }));
+  const images = randn([2, 3, 32, 32], { generator: new Generator(3) });
+  noGrad(() => {
+    const x = enc.patchEmbed.forward(images);
+    assert.deepEqual(x.shape, [2, 64, 192]);
+    // a transposed view here kept its layout through every residual add, and each LayerNorm copied it first
+    assert.equal(x.isContiguous(), true, 'patch embedding output contiguous');
+    const w = enc.patchEmbed.proj.weight, b = enc.patchEmbed.proj.bias;
+    const ref = F.conv2d(images, w, b, { stride: 4 }).flatten(2).transpose(1, 2);
+    assert.equal(ref.isContiguous(), false, 'the view it replaces is not');
+    assert.equal(maxAbsDiff(x, ref), 0);
+  });
+  enc.dispose();
 });
 
 test('every named ViT size has the reference width, depth, heads and MLP ratio; vit_giant builds as the reference', () => {

@@ -88,8 +88,10 @@ export class PatchEmbed extends Module {
     })();
     this.proj = this.child('proj', conv);
   }
+  /** (B, N, C), contiguous: as a transposed view the whole residual stream after it kept that layout (element-wise ops
+   * follow their input's strides) and every LayerNorm of the full-image encoder copied its input first. */
   forward(x: Tensor): Tensor {
-    return tidy(() => F.conv2d(x, this.proj.weight, this.proj.bias, { stride: this.patchSize }).flatten(2).transpose(1, 2));
+    return tidy(() => F.conv2d(x, this.proj.weight, this.proj.bias, { stride: this.patchSize }).flatten(2).transpose(1, 2).contiguous());
   }
 }
 

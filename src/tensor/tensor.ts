@@ -166,6 +166,8 @@ export class Tensor implements Disposable {
   long(): Tensor { return this.to('int64'); }
   clone(): Tensor { return new Tensor(native.clone(this.h)); }
   contiguous(): Tensor { return new Tensor(native.contiguous(this.h)); }
+  /** Whether the elements lie in row-major order without gaps (PyTorch is_contiguous()). */
+  isContiguous(): boolean { return native.isContiguous(this.h); }
 
   // ---------------------------------------------------------------- elementwise
   add(o: TN, alpha?: number): Tensor {
