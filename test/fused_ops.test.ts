@@ -333,6 +333,26 @@ test('F.attention (fp32): the fused core within 4e-6 (relative) of the composed 
   assert.throws(() => F.attention(T.randn([10, 36]), 2, 1), /qkv must be \(B, N, 3C\)/);
 });
 
+test('F.gram: x^T x and its gradient x (G + G^T) through the split fp32 Linear, within 2^-20 of matmul; bad shapes named', () => {
+  for (const [n, d] of [[128, 192], [37, 20], [3, 2]] as const) {
+    const x0 = T.randn([n, d], { generator: new T.Generator(61) }), up = T.randn([d, d], { generator: new T.Generator(62) });
+    const run = (f: (x: T.Tensor) => T.Tensor) => {
+      const x = x0.detach().requiresGrad_(true);
+      const y = f(x);
+      y.backward(up);
+      return [y.detach(), x.grad!];
+    };
+    const [y, g] = run(F.gram), [ys, gs] = run((x) => x.t().matmul(x));
+    const rel = (a: T.Tensor, b: T.Tensor) => maxAbsDiff(a, b) / T.tidy(() => b.abs().max().item());
+    assert.deepEqual(y!.shape, [d, d]);
+    assert.ok(rel(y!, ys!) <= 2 ** -20 && rel(g!, gs!) <= 2 ** -20, `(${n}, ${d}): ${rel(y!, ys!)} ${rel(g!, gs!)}`);
+    // the gradient of sum(G * up) is x (up + up^T), whatever the library
+    const expect = T.tidy(() => x0.matmul(up.add(up.t())));
+    assert.ok(rel(g!, expect) <= 2 ** -18, `(${n}, ${d}) gradient vs x (G + G^T): ${rel(g!, expect)}`);
+  }
+  assert.throws(() => F.gram(T.randn([2, 3, 4])), /F.gram: expected a \(n, d\) batch, got shape \[2, 3, 4\]/);
+});
+
 test('fused AdamW and EMA: within one float rounding (2^-22 relative) of the stock op sequence (torch.optim.AdamW single-tensor arithmetic)', () => {
   const shapes = [[33, 17], [5], [3, 4, 5]];
   const mk = (seed: number) => shapes.map((s) => T.randn(s, { generator: new T.Generator(seed) }));

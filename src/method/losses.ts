@@ -55,7 +55,7 @@ function varianceHinge(xc: Tensor, stdTarget = 1): Tensor {
 /** Sum of squared off-diagonal covariance entries / D, for a centred batch. */
 function offDiagCov(xc: Tensor): Tensor {
   const [n, d] = xc.shape as [number, number];
-  const cov = xc.t().matmul(xc).div(n - 1);
+  const cov = F.gram(xc).div(n - 1);
   return cov.square().sum().sub(cov.diagonal().square().sum()).div(d);
 }
 

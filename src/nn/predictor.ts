@@ -77,8 +77,9 @@ export class Predictor extends Module {
       // the prediction tokens are real keys; the context's padding stays masked, for every target block
       const bias = ctxKeyBias ? cat([ctxKeyBias, zeros([ctxKeyBias.size(0), 1, 1, predTokens.size(1)], { device: ctxKeyBias.device })], -1).repeat([masksTgt.length, 1, 1, 1]) : undefined;
       for (const b of this.blocks) x = b.forward(x, bias);
-      x = this.norm.forward(x);
-      return this.proj.forward(x.narrow(1, nCtx, x.size(1) - nCtx));
+      // the prediction tokens only, then the norm: per-token, so the same values as norm-then-slice (the official order),
+      // on fewer rows, and predictor_proj gets a contiguous input (F.linear's split GEMMs take no strided 3-D input)
+      return this.proj.forward(this.norm.forward(x.narrow(1, nCtx, x.size(1) - nCtx)));
     });
   }
 }

@@ -16,6 +16,15 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   if (UNFUSED.has('linear')) return atenLinear(x, weight, bias);
   return new Tensor(native.linear(handleOf(x, 'F.linear', 'x'), handleOf(weight, 'F.linear', 'weight'), opt(bias, 'F.linear', 'bias')));
 }
+/**
+ * x^T x for a (n, d) batch (VICReg's covariance). As `linear(x^T, x^T)` it takes F.linear's split fp32 GEMMs, forward
+ * and backward, where `x.t().matmul(x)` hands OpenBLAS's own thread pool a product of a few million multiply-adds.
+ */
+export function gram(x: Tensor): Tensor {
+  if (x.ndim !== 2) throw new Error(`F.gram: expected a (n, d) batch, got shape [${x.shape.join(', ')}]`);
+  const xt = x.t();
+  return linear(xt, xt);
+}
 /** libtorch's own at::linear (what F.linear replaces; for comparisons). */
 export function atenLinear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   return new Tensor(native.atenLinear(handleOf(x, 'F.atenLinear', 'x'), handleOf(weight, 'F.atenLinear', 'weight'), opt(bias, 'F.atenLinear', 'bias')));
