@@ -197,6 +197,25 @@ CJ_KERNEL static void AddF32Bf16(const float* a, const uint16_t* b, float* out, 
   for (int64_t i = 0; i < n; i++) out[i] = a[i] + Bf16ToF(b[i]);
 }
 
+// A row's mean and 1/sqrt(biased variance + eps), two passes over the row (in cache), 16 running lanes so both vectorise.
+__attribute__((always_inline)) static inline void RowMoments(const float* xr, int64_t D, float eps, float& mu, float& rs) {
+  float s16[16] = {0};
+  int64_t j = 0;
+  for (; j + 16 <= D; j += 16)
+    for (int k = 0; k < 16; k++) s16[k] += xr[j + k];
+  float sum = 0;
+  for (int k = 0; k < 16; k++) sum += s16[k];
+  for (; j < D; j++) sum += xr[j];
+  mu = sum / (float)D;
+  float q16[16] = {0};
+  for (j = 0; j + 16 <= D; j += 16)
+    for (int k = 0; k < 16; k++) { float d = xr[j + k] - mu; q16[k] += d * d; }
+  float q = 0;
+  for (int k = 0; k < 16; k++) q += q16[k];
+  for (; j < D; j++) { float d = xr[j] - mu; q += d * d; }
+  rs = 1.0f / __builtin_sqrtf(q / (float)D + eps);
+}
+
 // LayerNorm of fp32 rows written straight to bf16, with the row mean and 1/std for the backward:
 // what autocast does in two passes (fp32 LayerNorm, then the next Linear's cast) in one.
 CJ_KERNEL static void LayerNormRowsToBf16(const float* x, const float* w, const float* b, uint16_t* y, float* mean, float* rstd,
@@ -204,22 +223,25 @@ CJ_KERNEL static void LayerNormRowsToBf16(const float* x, const float* w, const 
   for (int64_t r = 0; r < rows; r++) {
     const float* xr = x + r * D;
     uint16_t* yr = y + r * D;
-    float s16[16] = {0};
-    int64_t j = 0;
-    for (; j + 16 <= D; j += 16)
-      for (int k = 0; k < 16; k++) s16[k] += xr[j + k];
-    float sum = 0;
-    for (int k = 0; k < 16; k++) sum += s16[k];
-    for (; j < D; j++) sum += xr[j];
-    const float mu = sum / (float)D;
-    float q16[16] = {0};
-    for (j = 0; j + 16 <= D; j += 16)
-      for (int k = 0; k < 16; k++) { float d = xr[j + k] - mu; q16[k] += d * d; }
-    float q = 0;
-    for (int k = 0; k < 16; k++) q += q16[k];
-    for (; j < D; j++) { float d = xr[j] - mu; q += d * d; }
-    const float rs = 1.0f / __builtin_sqrtf(q / (float)D + eps);
-    for (j = 0; j < D; j++) yr[j] = FToBf16((xr[j] - mu) * rs * w[j] + b[j]);
+    float mu, rs;
+    RowMoments(xr, D, eps, mu, rs);
+    for (int64_t j = 0; j < D; j++) yr[j] = FToBf16((xr[j] - mu) * rs * w[j] + b[j]);
+    mean[r] = mu;
+    rstd[r] = rs;
+  }
+}
+
+// LayerNorm of fp32 rows in one pass over each row (in cache), with the row mean and 1/std for ATen's backward;
+// y = (x rstd - mean rstd) w + b, the order ATen's CPU kernel multiplies in.
+CJ_KERNEL static void LayerNormRowsF32(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
+                                       int64_t rows, int64_t D, float eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * D;
+    float* yr = y + r * D;
+    float mu, rs;
+    RowMoments(xr, D, eps, mu, rs);
+    const float shift = -mu * rs;
+    for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] * rs + shift) * w[j] + b[j];
     mean[r] = mu;
     rstd[r] = rs;
   }
@@ -456,13 +478,44 @@ struct LayerNormToBf16Fn : public torch::autograd::Function<LayerNormToBf16Fn> {
   }
 };
 
+// fp32 LayerNorm over the last dimension without autocast: the forward by LayerNormRowsF32 (one pass over each row,
+// ATen's took ~2.5x a copy of its input on the step's (8192, 192)), the backward ATen's on the saved mean and 1/std.
+struct LayerNormF32Fn : public torch::autograd::Function<LayerNormF32Fn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x0, const at::Tensor& w, const at::Tensor& b, double eps) {
+    RECORD_FUNCTION("cj::layer_norm", std::vector<c10::IValue>({x0}));
+    at::Tensor x = x0.contiguous();
+    int64_t D = x.size(-1), rows = x.numel() / D;
+    auto statShape = x.sizes().vec();
+    statShape.back() = 1;
+    at::Tensor y = at::empty(x.sizes(), x.options());
+    at::Tensor mean = at::empty(statShape, x.options()), rstd = at::empty(statShape, x.options());
+    at::Tensor wc = w.contiguous(), bc = b.contiguous();
+    const float *xp = x.data_ptr<float>(), *wp = wc.data_ptr<float>(), *bp = bc.data_ptr<float>();
+    float *yp = y.data_ptr<float>(), *mp = mean.data_ptr<float>(), *rp = rstd.data_ptr<float>();
+    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / D), [&](int64_t s, int64_t e) {
+      LayerNormRowsF32(xp + s * D, wp, bp, yp + s * D, mp + s, rp + s, e - s, D, (float)eps);
+    });
+    ctx->save_for_backward({x, w, b, mean, rstd});
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    auto v = ctx->get_saved_variables();
+    const at::Tensor &x = v[0], &w = v[1], &b = v[2];
+    std::array<bool, 3> mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)};
+    auto r = at::native_layer_norm_backward(go[0], x, {x.size(-1)}, v[3], v[4], w, b, mask);
+    return {std::get<0>(r), std::get<1>(r), std::get<2>(r), at::Tensor()};
+  }
+};
+static std::atomic<bool> gLayerNormF32{true};
+
 static at::Tensor LayerNormToLinear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
-  bool fast = at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16 && x.device().is_cpu() &&
-              x.layout() == at::kStrided && x.scalar_type() == at::kFloat && x.dim() >= 1 && x.numel() > 0 && w.defined() && b.defined() &&
-              w.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && w.dim() == 1 && b.dim() == 1 && w.size(0) == x.size(-1) &&
-              b.size(0) == x.size(-1);
-  if (!fast) return at::layer_norm(x, {x.size(-1)}, w, b, eps);
-  return LayerNormToBf16Fn::apply(x, w, b, eps);  // only raw kernels inside: nothing for autocast to recast
+  bool plain = x.device().is_cpu() && x.layout() == at::kStrided && x.scalar_type() == at::kFloat && x.dim() >= 1 && x.numel() > 0 &&
+               w.defined() && b.defined() && w.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && w.dim() == 1 && b.dim() == 1 &&
+               w.size(0) == x.size(-1) && b.size(0) == x.size(-1) && w.device().is_cpu() && b.device().is_cpu();
+  if (plain && at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16)
+    return LayerNormToBf16Fn::apply(x, w, b, eps);  // only raw kernels inside: nothing for autocast to recast
+  if (plain && !at::autocast::is_cpu_enabled() && gLayerNormF32.load(std::memory_order_relaxed)) return LayerNormF32Fn::apply(x, w, b, eps);
+  return at::layer_norm(x, {x.size(-1)}, w, b, eps);
 }
 
 #ifdef CJEPA_DNNL
@@ -1054,6 +1107,8 @@ void RegisterFused(Napi::Env env, Napi::Object exports) {
 #endif
   Def(env, exports, "residualAdd", FN { return Wrap(info.Env(), ResidualAdd(T(info, 0), T(info, 1))); });
   Def(env, exports, "layerNormToLinear", FN { return Wrap(info.Env(), LayerNormToLinear(T(info, 0), T(info, 1), T(info, 2), D(info, 3))); });
+  // in-process A/B (scripts/microbench/fp32_step_ab.ts): the fp32 LayerNorm kernel (true) or at::layer_norm; returns the previous setting
+  Def(env, exports, "setFusedLayerNormF32", FN { return Napi::Boolean::New(info.Env(), gLayerNormF32.exchange(info[0].ToBoolean().Value())); });
   Def(env, exports, "fusedGeluBackward", FN { return Wrap(info.Env(), FusedGeluBackward(T(info, 0), T(info, 1))); });
 
   // adamw_(params, grads, expAvg, expAvgSq, decay, b1, b2, stepSize, bc2Sqrt, eps): in place, no autograd.

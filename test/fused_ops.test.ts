@@ -137,7 +137,7 @@ test('residual add (fp32 stream + bf16 branch): exact against libtorch add, grad
   assert.equal(maxAbsDiff(F.residualAdd(x, x), x.add(x)), 0);  // same dtypes: the stock add
 });
 
-test('LayerNorm into a Linear: bf16 out under autocast within one bf16 rounding of LayerNorm + cast, same gradients; stock outside autocast', () => {
+test('LayerNorm into a Linear: bf16 out under autocast within one bf16 rounding of LayerNorm + cast, same gradients; libtorch layer_norm with the fp32 kernel off', () => {
   const x = T.randn([6, 10, 192], { generator: gen() }).mul(2).add(0.5);
   const w = T.randn([192], { generator: new T.Generator(11) }).mul(0.1).add(1), b = T.randn([192], { generator: new T.Generator(12) }).mul(0.1);
   const g = T.randn([6, 10, 192], { generator: new T.Generator(13) }).to('bfloat16');
@@ -159,9 +159,51 @@ test('LayerNorm into a Linear: bf16 out under autocast within one bf16 rounding 
   } finally {
     T.setPrecision(prev);
   }
-  const [y3] = run((a, ww, bb) => F.layerNormToLinear(a, ww, bb, 1e-6));  // no autocast: libtorch's layer_norm
-  assert.equal(y3.dtype, 'float32');
-  assert.equal(maxAbsDiff(y3, F.layerNorm(x, [192], w, b, 1e-6)), 0);
+  const was = native.setFusedLayerNormF32(false);
+  try {
+    const [y3] = run((a, ww, bb) => F.layerNormToLinear(a, ww, bb, 1e-6));  // no autocast, fp32 kernel off: libtorch's layer_norm
+    assert.equal(y3.dtype, 'float32');
+    assert.equal(maxAbsDiff(y3, F.layerNorm(x, [192], w, b, 1e-6)), 0);
+  } finally {
+    native.setFusedLayerNormF32(was);
+  }
+});
+
+test('LayerNorm into a Linear (fp32, no autocast): the one-pass kernel within 1e-6 (relative) of libtorch layer_norm and of PyTorch nn.LayerNorm, forward and all three gradients', () => {
+  const rel = (a: T.Tensor, c: T.Tensor) => T.tidy(() => a.sub(c).abs().max().item() / c.abs().max().item());
+  // the preset's width, a width that is not a multiple of 16, a single row, a shifted and scaled input (mean far from 0)
+  for (const [shape, seed] of [[[4, 33, 192], 21], [[5, 7, 37], 22], [[1, 768], 23], [[128, 96], 24]] as const) {
+    const D = shape[shape.length - 1]!;
+    const g0 = new T.Generator(seed);
+    const x = T.randn([...shape], { generator: g0 }).mul(3).add(2.5);
+    const w = T.randn([D], { generator: g0 }).mul(0.2).add(1), b = T.randn([D], { generator: g0 }).mul(0.2);
+    const up = T.randn([...shape], { generator: g0 });
+    const run = (fused: boolean) => {
+      const was = native.setFusedLayerNormF32(fused);
+      try {
+        const a = x.detach().requiresGrad_(true), ww = w.detach().requiresGrad_(true), bb = b.detach().requiresGrad_(true);
+        const y = F.layerNormToLinear(a, ww, bb, 1e-6);
+        y.backward(up);
+        return [y.detach(), a.grad!, ww.grad!, bb.grad!];
+      } finally {
+        native.setFusedLayerNormF32(was);
+      }
+    };
+    const mine = run(true), stock = run(false);
+    assert.equal(mine[0]!.dtype, 'float32');
+    const ref = runTorch([
+      'ln = torch.nn.LayerNorm(inp["x"].shape[-1], eps=1e-6)',
+      'ln.weight.data.copy_(inp["w"]); ln.bias.data.copy_(inp["b"])',
+      'x = inp["x"].clone().requires_grad_(True)',
+      'y = ln(x); y.backward(inp["g"])',
+      'out["y"] = y.detach(); out["dx"] = x.grad; out["dw"] = ln.weight.grad; out["db"] = ln.bias.grad',
+    ].join('\n'), { x, w, b, g: up });
+    const names = ['y', 'dx', 'dw', 'db'];
+    names.forEach((n, i) => {
+      assert.ok(rel(mine[i]!, stock[i]!) < 1e-6, `${shape}: ${n} vs libtorch ${rel(mine[i]!, stock[i]!)}`);
+      assert.ok(rel(mine[i]!, ref[n]!) < 1e-6, `${shape}: ${n} vs PyTorch ${rel(mine[i]!, ref[n]!)}`);
+    });
+  }
 });
 
 test('F.linear with a bias: bf16 (oneDNN, bias in the GEMM) within one bf16 step of libtorch linear, gradients bit-identical; fp32 (rows split over threads) within 2^-20; 2-D / 3-D / strided inputs', () => {

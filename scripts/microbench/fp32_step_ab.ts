@@ -4,8 +4,11 @@
 //   gemm       the split fp32 Linear's blocks on OpenBLAS (A) or oneDNN (B) (native/fused.cc Gemm32). Session 21
 //              (Intel Emerald Rapids VM, 2 vCPU): paired ratio 0.93, 0.89, 0.90 over three runs of 20 pairs.
 //   attention  attention's composed ops (A) or the fused core (B) (F.attention, native/fused.cc FusedAttention32).
+//   gelu       libtorch's fp32 GELU (A) or cjepa's kernel (B) (F.gelu, native/fused.cc GeluFwdF32 / GeluBwdF32).
+//   layernorm  at::layer_norm (A) or cjepa's fp32 forward kernel (B) for the blocks' norms (F.layerNormToLinear,
+//              native/fused.cc LayerNormF32Fn).
 //
-//   npx tsc -p . && node dist/scripts/microbench/fp32_step_ab.js gemm|attention [pairs=20]
+//   npx tsc -p . && node dist/scripts/microbench/fp32_step_ab.js gemm|attention|gelu|layernorm [pairs=20]
 import * as T from '../../src/tensor/index.js';
 import { native } from '../../src/tensor/native.js';
 import { F } from '../../src/tensor/index.js';
@@ -37,6 +40,8 @@ const step = () => {
 const switches: Record<string, { a: string; b: string; set: (b: boolean) => void }> = {
   gemm: { a: 'OpenBLAS', b: 'oneDNN', set: (b) => native.setFp32Gemm(b ? 'dnnl' : 'openblas') },
   attention: { a: 'composed', b: 'fused', set: (b) => F.setFusedAttention(b) },
+  gelu: { a: 'stock', b: 'fused', set: (b) => F.setFusedGeluFp32(b) },
+  layernorm: { a: 'stock', b: 'fused', set: (b) => native.setFusedLayerNormF32(b) },
 };
 const which = process.argv[2] ?? '';
 const sw = switches[which];

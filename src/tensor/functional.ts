@@ -70,8 +70,16 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
  * use libtorch's op (the fp32 kernel, a polynomial, was only level with it).
  */
 export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
-  if (approximate !== 'none' || UNFUSED.has('gelu') || x.dtype !== 'bfloat16') return x.gelu(approximate);
-  return fusedGelu(x);
+  if (approximate !== 'none' || UNFUSED.has('gelu')) return x.gelu(approximate);
+  if (x.dtype === 'bfloat16' || (fusedGeluFp32 && x.dtype === 'float32')) return fusedGelu(x);
+  return x.gelu(approximate);
+}
+let fusedGeluFp32 = false;
+/** Runs fp32 GELUs on cjepa's kernel (true) or libtorch's (false) in this process (in-process A/B timing); returns the previous setting. */
+export function setFusedGeluFp32(on: boolean): boolean {
+  const was = fusedGeluFp32;
+  fusedGeluFp32 = on;
+  return was;
 }
 /** cjepa's exact-erf GELU kernel (native/fused.cc) with its own backward, whatever CJEPA_UNFUSED says. */
 export function fusedGelu(x: Tensor): Tensor {
