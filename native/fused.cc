@@ -446,25 +446,29 @@ static at::Tensor ResidualAdd(const at::Tensor& a, const at::Tensor& b) {
   return fast ? ResidualAddFn::apply(a, b) : at::add(a, b);
 }
 
-// LayerNorm over the last dimension for a LayerNorm that feeds a Linear. Under CPU bf16 autocast (fp32
-// input, weight and bias) the output is the bf16 tensor the Linear would have cast to, made in one pass;
-// the backward is ATen's, on the gradient cast back to fp32 (as autocast's cast node does). Otherwise
-// the stock at::layer_norm.
-struct LayerNormToBf16Fn : public torch::autograd::Function<LayerNormToBf16Fn> {
+// LayerNorm over the last dimension for a LayerNorm that feeds a Linear, fp32 input, weight and bias; the forward in
+// one pass over each row (in cache), the backward ATen's on the saved mean and 1/std.
+// - Under CPU bf16 autocast the output is the bf16 tensor the Linear would have cast to (what autocast does in two
+//   passes, fp32 LayerNorm then the Linear's cast); the gradient comes back to fp32 first, as autocast's cast node does.
+// - Without autocast, fp32 out: ATen's forward took ~2.5x a copy of its input on the step's (8192, 192).
+template <bool ToBf16>
+struct LayerNormRowsFn : public torch::autograd::Function<LayerNormRowsFn<ToBf16>> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x0, const at::Tensor& w, const at::Tensor& b, double eps) {
-    RECORD_FUNCTION("cj::layer_norm_bf16", std::vector<c10::IValue>({x0}));
+    RECORD_FUNCTION(ToBf16 ? "cj::layer_norm_bf16" : "cj::layer_norm", std::vector<c10::IValue>({x0}));
     at::Tensor x = x0.contiguous();
     int64_t D = x.size(-1), rows = x.numel() / D;
     auto statShape = x.sizes().vec();
     statShape.back() = 1;
-    at::Tensor y = at::empty(x.sizes(), x.options().dtype(at::kBFloat16));
+    at::Tensor y = at::empty(x.sizes(), x.options().dtype(ToBf16 ? at::kBFloat16 : at::kFloat));
     at::Tensor mean = at::empty(statShape, x.options()), rstd = at::empty(statShape, x.options());
     at::Tensor wc = w.contiguous(), bc = b.contiguous();
     const float *xp = x.data_ptr<float>(), *wp = wc.data_ptr<float>(), *bp = bc.data_ptr<float>();
     float *mp = mean.data_ptr<float>(), *rp = rstd.data_ptr<float>();
-    auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
     at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / D), [&](int64_t s, int64_t e) {
-      LayerNormRowsToBf16(xp + s * D, wp, bp, yp + s * D, mp + s, rp + s, e - s, D, (float)eps);
+      if constexpr (ToBf16)
+        LayerNormRowsToBf16(xp + s * D, wp, bp, reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>()) + s * D, mp + s, rp + s, e - s, D, (float)eps);
+      else
+        LayerNormRowsF32(xp + s * D, wp, bp, y.data_ptr<float>() + s * D, mp + s, rp + s, e - s, D, (float)eps);
     });
     ctx->save_for_backward({x, w, b, mean, rstd});
     return y;
@@ -473,36 +477,7 @@ struct LayerNormToBf16Fn : public torch::autograd::Function<LayerNormToBf16Fn> {
     auto v = ctx->get_saved_variables();
     const at::Tensor &x = v[0], &w = v[1], &b = v[2];
     std::array<bool, 3> mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)};
-    auto r = at::native_layer_norm_backward(go[0].to(at::kFloat), x, {x.size(-1)}, v[3], v[4], w, b, mask);
-    return {std::get<0>(r), std::get<1>(r), std::get<2>(r), at::Tensor()};
-  }
-};
-
-// fp32 LayerNorm over the last dimension without autocast: the forward by LayerNormRowsF32 (one pass over each row,
-// ATen's took ~2.5x a copy of its input on the step's (8192, 192)), the backward ATen's on the saved mean and 1/std.
-struct LayerNormF32Fn : public torch::autograd::Function<LayerNormF32Fn> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x0, const at::Tensor& w, const at::Tensor& b, double eps) {
-    RECORD_FUNCTION("cj::layer_norm", std::vector<c10::IValue>({x0}));
-    at::Tensor x = x0.contiguous();
-    int64_t D = x.size(-1), rows = x.numel() / D;
-    auto statShape = x.sizes().vec();
-    statShape.back() = 1;
-    at::Tensor y = at::empty(x.sizes(), x.options());
-    at::Tensor mean = at::empty(statShape, x.options()), rstd = at::empty(statShape, x.options());
-    at::Tensor wc = w.contiguous(), bc = b.contiguous();
-    const float *xp = x.data_ptr<float>(), *wp = wc.data_ptr<float>(), *bp = bc.data_ptr<float>();
-    float *yp = y.data_ptr<float>(), *mp = mean.data_ptr<float>(), *rp = rstd.data_ptr<float>();
-    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / D), [&](int64_t s, int64_t e) {
-      LayerNormRowsF32(xp + s * D, wp, bp, yp + s * D, mp + s, rp + s, e - s, D, (float)eps);
-    });
-    ctx->save_for_backward({x, w, b, mean, rstd});
-    return y;
-  }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
-    auto v = ctx->get_saved_variables();
-    const at::Tensor &x = v[0], &w = v[1], &b = v[2];
-    std::array<bool, 3> mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)};
-    auto r = at::native_layer_norm_backward(go[0], x, {x.size(-1)}, v[3], v[4], w, b, mask);
+    auto r = at::native_layer_norm_backward(ToBf16 ? go[0].to(at::kFloat) : go[0], x, {x.size(-1)}, v[3], v[4], w, b, mask);
     return {std::get<0>(r), std::get<1>(r), std::get<2>(r), at::Tensor()};
   }
 };
@@ -513,8 +488,8 @@ static at::Tensor LayerNormToLinear(const at::Tensor& x, const at::Tensor& w, co
                w.defined() && b.defined() && w.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && w.dim() == 1 && b.dim() == 1 &&
                w.size(0) == x.size(-1) && b.size(0) == x.size(-1) && w.device().is_cpu() && b.device().is_cpu();
   if (plain && at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16)
-    return LayerNormToBf16Fn::apply(x, w, b, eps);  // only raw kernels inside: nothing for autocast to recast
-  if (plain && !at::autocast::is_cpu_enabled() && gLayerNormF32.load(std::memory_order_relaxed)) return LayerNormF32Fn::apply(x, w, b, eps);
+    return LayerNormRowsFn<true>::apply(x, w, b, eps);  // only raw kernels inside: nothing for autocast to recast
+  if (plain && !at::autocast::is_cpu_enabled() && gLayerNormF32.load(std::memory_order_relaxed)) return LayerNormRowsFn<false>::apply(x, w, b, eps);
   return at::layer_norm(x, {x.size(-1)}, w, b, eps);
 }
 

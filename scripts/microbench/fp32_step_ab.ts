@@ -6,7 +6,7 @@
 //   attention  attention's composed ops (A) or the fused core (B) (F.attention, native/fused.cc FusedAttention32).
 //   gelu       libtorch's fp32 GELU (A) or cjepa's kernel (B) (F.gelu, native/fused.cc GeluFwdF32 / GeluBwdF32).
 //   layernorm  at::layer_norm (A) or cjepa's fp32 forward kernel (B) for the blocks' norms (F.layerNormToLinear,
-//              native/fused.cc LayerNormF32Fn).
+//              native/fused.cc LayerNormRowsFn).
 //
 //   npx tsc -p . && node dist/scripts/microbench/fp32_step_ab.js gemm|attention|gelu|layernorm [pairs=20]
 import * as T from '../../src/tensor/index.js';
