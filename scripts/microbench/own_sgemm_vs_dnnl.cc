@@ -1,9 +1,10 @@
 // A first hand-written AVX-512 sgemm (BLIS-style: 12 x 32 register tile, B packed in 32-column panels, A read in place
 // or packed) against oneDNN's dnnl_sgemm on the preset step's GEMM shapes, one thread each, alternated, best of 12.
 // The question: is there room above oneDNN for a GEMM of our own that would also take the element-wise epilogues
-// (bias, GELU, residual add) into its register tiles? Session 23 (Intel Emerald Rapids VM, FMA peak ~163-175 GFLOP/s
-// per thread): oneDNN ran these shapes at 135-157 GFLOP/s (about 85-90 % of the FMA peak) and this kernel took
-// 0.88-1.45x its time (1.17-1.19x over all shapes). Not built into the addon: there is little above oneDNN to win.
+// (bias, GELU, residual add) into its register tiles? Session 23 (Intel Emerald Rapids VM, FMA peak ~175 GFLOP/s per
+// thread, idle): oneDNN ran these shapes at 116-163 GFLOP/s, and this kernel took 0.99-1.38x its time (1.20x over all
+// shapes; under load 0.98-1.44x). Not built into the addon: oneDNN is already near this CPU's FMA peak on the shapes
+// that matter, so an epilogue would have to pay for a slower GEMM.
 //
 //   g++ -O3 -march=native -o /tmp/own_sgemm scripts/microbench/own_sgemm_vs_dnnl.cc -ldnnl && OMP_NUM_THREADS=1 /tmp/own_sgemm
 #include <immintrin.h>
