@@ -70,9 +70,8 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
  * use libtorch's op (the fp32 kernel, a polynomial, was only level with it).
  */
 export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
-  if (approximate !== 'none' || UNFUSED.has('gelu')) return x.gelu(approximate);
-  if (x.dtype === 'bfloat16' || (fusedGeluFp32 && x.dtype === 'float32')) return fusedGelu(x);
-  return x.gelu(approximate);
+  const kernel = x.dtype === 'bfloat16' || (fusedGeluFp32 && x.dtype === 'float32');
+  return approximate === 'none' && kernel && !UNFUSED.has('gelu') ? fusedGelu(x) : x.gelu(approximate);
 }
 let fusedGeluFp32 = false;
 /** Runs fp32 GELUs on cjepa's kernel (true) or libtorch's (false) in this process (in-process A/B timing); returns the previous setting. */
