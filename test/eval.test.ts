@@ -20,7 +20,7 @@ import { VisionTransformer } from '../src/nn/vit.js';
 import {
   knnClassify, linearProbe, trainLinear, linearObjective, predictLinear, accuracy, poolFeatures, extractFeatures,
   loadEncoderFromCheckpoint, evaluateCheckpoint, embedDataset, finetune, rankMe, covarianceSpectrum, normalisedStd, layerScales, layerId,
-  collapseStats, collapseVerdict, healthyStd, splitSeed,
+  collapseStats, collapseVerdict, healthyStd, splitSeed, TokenRankMe, tokenRankMe,
 } from '../src/eval/index.js';
 import { runTorch, maxAbsDiff } from './util/pytorch.js';
 import { makeFolder } from './fixtures/data_fixture.js';
@@ -284,6 +284,39 @@ test('centred RankMe ignores a shared mean direction; the verdict reads centred 
   const s = collapseStats(shifted);
   assert.ok(Math.abs(s.rankme_centred - c) < 1e-9 && s.rankme < 1.5 && s.dim === D);
   for (const t of [x, shifted, onehot]) t.dispose();
+});
+
+test('per-token RankMe: batches accumulated through the Gram matrix match PyTorch (svdvals of the centred tokens)', () => {
+  // tokens (B, T, D) of rank 5 plus a large shared offset, in two batches of unequal size
+  const B = 7, T = 9, D = 12, k = 5;
+  const tok = tidy(() => randn([B * T, k], { generator: gen }).mm(randn([k, D], { generator: gen })).add(randn([1, D], { generator: gen }).mul(50)).reshape([B, T, D]));
+  const acc = new TokenRankMe();
+  acc.add(tok.narrow(0, 0, 3));
+  acc.add(tok.narrow(0, 3, B - 3));
+  assert.equal(acc.count, B * T);
+  const ref = runTorch(`
+x = inp['tok'].double().reshape(-1, inp['tok'].shape[-1])
+s = torch.linalg.svdvals(x - x.mean(0))
+p = s / (s.sum() + 1e-7) + 1e-7
+out['rankme'] = torch.exp(-(p * p.log()).sum()).reshape(1)
+`, { tok });
+  const want = ref['rankme']!.toArray()[0]!;
+  const got = acc.value();
+  assert.ok(Math.abs(got - want) < 1e-5, `per-token RankMe ${got} vs PyTorch ${want}`);
+  assert.ok(got > 0.7 * k && got <= k + 1e-3, `rank-${k} tokens: ${got}`);
+  // the same as the pooled RankMe of the flattened tokens (centred)
+  assert.ok(Math.abs(got - rankMe(tok.reshape([B * T, D]), { centred: true })) < 1e-5);
+  // exact: one-hot tokens of k categories -> k - 1 equal directions once centred
+  const one = new TokenRankMe();
+  const onehot = tidy(() => eye(D).narrow(0, 0, k).repeat([4 * k, 1]).add(3).reshape([4, k * k, D]));
+  one.add(onehot);
+  assert.ok(Math.abs(one.value() - (k - 1)) < 1e-3, `one-hot: ${one.value()}`); // RankMe's eps on the 8 zero directions
+  assert.throws(() => new TokenRankMe().value(), /at least two tokens/);
+  const wide = randn([2, 3, D + 1], { generator: gen });
+  assert.throws(() => one.add(wide), /width 13 after width 12/);
+  for (const t of [tok, onehot, wide, ref['rankme']!]) t.dispose();
+  acc.dispose();
+  one.dispose();
 });
 
 test("eval's split seed: the run's own held-out split unless told otherwise, with a warning on a leaking one", () => {

@@ -48,6 +48,9 @@ test('cjepa eval --json prints one JSON object with the accuracies, RankMe and s
   assert.deepEqual(Object.keys(j.knn_top1).sort(), ['20', '200']);
   for (const k of ['linear_top1', 'finetune_top1', 'rankme', 'rankme_centred', 'embedding_dim', 'n_train', 'n_test']) assert.equal(typeof j[k], 'number', k);
   assert.ok(['healthy', 'low-rank', 'collapsed'].includes(j.verdict), 'verdict');
+  // per-token RankMe over every patch token of the (48) train images
+  assert.ok(j.rankme_tokens >= 1 && j.rankme_tokens <= j.embedding_dim, `rankme_tokens ${j.rankme_tokens}`);
+  assert.ok(j.token_samples > j.n_train && j.token_samples % j.n_train === 0, `token_samples ${j.token_samples}`);
   assert.equal(j.n_test, 16);
   assert.equal(j.n_train, 48);
   assert.equal(j.embedding_dim, 32);

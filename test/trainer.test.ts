@@ -148,6 +148,8 @@ test('C-JEPA with two views: projector checkpointed, monitors of both encoders, 
     const lines = readFileSync(join(full.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const mon = lines.filter((l) => l.kind === 'monitor').at(-1);
     assert.ok(mon.rankme_centred >= 1 && mon.online.rankme_centred >= 1 && ['healthy', 'low-rank', 'collapsed'].includes(mon.verdict));
+    // the patch tokens' centred RankMe, for both encoders: at least 1, at most the width
+    for (const m of [mon, mon.online]) assert.ok(m.rankme_tokens >= 1 && m.rankme_tokens <= m.dim, `per-token RankMe ${m.rankme_tokens}`);
     // the online encoder trained for 6 steps; the EMA target (momentum 0.996) barely moved from the init
     assert.notEqual(mon.online.std, mon.std);
     const killed = tinyConfig('cjepa', 'views-killed', views);

@@ -81,6 +81,7 @@ export function formatReport(r: EvalReport): string {
   }
   if (r.finetune_top1 !== undefined) rows.push(['fine-tune top-1', pct(r.finetune_top1)]);
   rows.push(['RankMe', `${r.rankme.toFixed(2)} / ${Math.min(r.embedding_dim, r.monitor_samples)}`]);
+  rows.push(['centred RankMe', `${r.rankme_centred.toFixed(2)} (per token ${r.rankme_tokens.toFixed(2)}, ${r.token_samples} tokens); ${r.verdict}`]);
   rows.push(['normalised std', `${r.normalised_std.toFixed(4)} (healthy ~${(1 / Math.sqrt(r.embedding_dim)).toFixed(4)})`]);
   rows.push(['top eigenvalues', r.eigenspectrum.slice(0, 5).map((x) => x.toPrecision(3)).join(', ')]);
   const w = Math.max(...rows.map(([k]) => k.length));

@@ -158,7 +158,8 @@ export function stepLine(l: StepLog, total: number, etaS: number, width: number,
 /** A collapse-monitor line. */
 export function monitorLine(l: MonitorLog): string {
   const online = l.online ? `; online encoder: RankMe ${l.online.rankme_centred.toFixed(1)}, std ${l.online.std.toFixed(4)}` : '';
-  return `[monitor] step ${l.step}: ${l.verdict}: centred RankMe ${l.rankme_centred.toFixed(1)} of ${l.dim} (uncentred ${l.rankme.toFixed(1)}), ` +
+  const tokens = l.rankme_tokens !== undefined ? `, per token ${l.rankme_tokens.toFixed(1)}` : '';
+  return `[monitor] step ${l.step}: ${l.verdict}: centred RankMe ${l.rankme_centred.toFixed(1)} of ${l.dim} (uncentred ${l.rankme.toFixed(1)}${tokens}), ` +
     `normalised std ${l.std.toFixed(4)} (healthy ~${healthyStd(l.dim).toFixed(4)})${online}`;
 }
 

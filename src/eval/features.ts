@@ -10,7 +10,8 @@
 //              with fewer than 4 blocks use all their blocks.
 import { Tensor, tensor, tidy, noGrad, cat, autocast } from '../tensor/index.js';
 import type { VisionTransformer } from '../nn/vit.js';
-import { DataLoader, evalTransform, type Dataset, type ViewSpec } from '../data/index.js';
+import { DataLoader, evalTransform, SubsetDataset, type Dataset, type ViewSpec } from '../data/index.js';
+import { TokenRankMe } from '../method/monitors.js';
 
 export type Pooling = 'mean' | 'last4';
 export const POOLINGS: readonly Pooling[] = ['mean', 'last4'];
@@ -128,4 +129,30 @@ export async function extractFeatures(encoder: VisionTransformer, dataset: Datas
     features: tensor(row === N ? out : out.subarray(0, row * D), [row, D]), labels: labels.slice(0, row), indices: indices.slice(0, row),
     skipped: [...skipped.values()].sort((a, b) => a.index - b.index), norm: { mean: [...loader.mean], std: [...loader.std] },
   };
+}
+
+/**
+ * Centred RankMe of the final (LayerNorm-ed) patch tokens of the first `images` samples of `dataset`, every token a
+ * row (`TokenRankMe`): the token-level collapse monitor beside the pooled one.
+ */
+export async function tokenRankMe(encoder: VisionTransformer, dataset: Dataset, o: ExtractOptions & { images?: number } = {}): Promise<{ value: number; tokens: number }> {
+  const n = Math.min(o.images ?? 1024, dataset.length);
+  const first = new SubsetDataset(dataset, Int32Array.from({ length: n }, (_, i) => i), `${dataset.spec}[first ${n}]`);
+  const loader = evalLoader(encoder, first, { ...o, corrupt: 'drop' });
+  const device = encoder.posEmbed.device;
+  const acc = new TokenRankMe();
+  try {
+    for await (const b of loader.epoch(0)) {
+      if (b.shape[0] === 0) continue;
+      noGrad(() => tidy(() => {
+        const images = tensor(b.views[0]!, b.shape, device === 'cpu' ? {} : { device });
+        acc.add(autocast(() => encoder.forward(images)).float());
+      }));
+    }
+    if (acc.count < 2) throw new Error(`${dataset.spec}: fewer than two tokens to measure`);
+    return { value: acc.value(), tokens: acc.count };
+  } finally {
+    acc.dispose();
+    await loader.close();
+  }
 }

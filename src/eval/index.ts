@@ -6,7 +6,7 @@ import { Tensor, tensor, tidy } from '../tensor/index.js';
 import { saveTensors } from '../io/tensors.js';
 import { openDataset, openDatasets, permutation, SubsetDataset, FolderDataset, evalTransform, resolveNorm, type Dataset, type NormName, type NormStats, type ViewSpec } from '../data/index.js';
 import { loadEncoderFromCheckpoint, type EncoderChoice, type LoadedEncoder } from './load_encoder.js';
-import { extractFeatures, pooledDim, type Pooling, type SkippedSample, type Features } from './features.js';
+import { extractFeatures, tokenRankMe, pooledDim, type Pooling, type SkippedSample, type Features } from './features.js';
 import { knnClassify, type KnnOptions } from './knn.js';
 import { linearProbe, type LinearProbeOptions } from './linear_probe.js';
 import { finetune, type FinetuneOptions } from './finetune.js';
@@ -14,7 +14,7 @@ import { rankMe, normalisedStd, covarianceSpectrum, collapseVerdict } from '../m
 import type { PretrainConfig } from '../config.js';
 
 export * from '../method/monitors.js';
-export { extractFeatures, poolFeatures, pooledDim, evalLoader, POOLINGS, type Pooling, type Features, type ExtractOptions, type SkippedSample } from './features.js';
+export { extractFeatures, tokenRankMe, poolFeatures, pooledDim, evalLoader, POOLINGS, type Pooling, type Features, type ExtractOptions, type SkippedSample } from './features.js';
 export { knnClassify, type KnnOptions, type KnnResult } from './knn.js';
 export {
   linearProbe, trainLinear, predictLinear, linearObjective, fitStandardizer, standardize, accuracy, DEFAULT_L2_GRID,
@@ -64,6 +64,8 @@ export interface EvaluateOptions extends EncoderSource {
   finetune?: FinetuneOptions;
   /** Rows of train features used for the monitors (seeded subset; default 16384). */
   monitorSamples?: number;
+  /** Train images (the first ones) whose patch tokens give `rankme_tokens` (default 1024). */
+  tokenImages?: number;
   onMessage?: (msg: string) => void;
   /** Progress of the long stages (feature extraction, probe fits, fine-tuning), for a progress bar. */
   onProgress?: (p: Progress) => void;
@@ -115,6 +117,10 @@ export interface EvalReport {
   rankme: number;
   /** RankMe of the centred train features: tells a collapsed encoder from an untrained one (1..min(N, D)). */
   rankme_centred: number;
+  /** Centred RankMe of the final patch tokens of the first train images, every token a row (1..D; method/monitors.ts TokenRankMe). */
+  rankme_tokens: number;
+  /** Tokens `rankme_tokens` was measured on. */
+  token_samples: number;
   /** 'healthy' | 'low-rank' | 'collapsed', from the centred RankMe and the normalised std (method/monitors.ts). */
   verdict: string;
   /** Per-dimension std of the L2-normalised train features (healthy ~ 1/sqrt(D), 0 at collapse). */
@@ -216,12 +222,14 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
 
     const mon = sampleRows(tr.features, o.monitorSamples ?? 16384, seed);
     feats.push(mon);
+    const tokens = await tokenRankMe(enc, train, { ...xo, images: o.tokenImages ?? 1024 });
     const report: EvalReport = {
       checkpoint: loaded.file, network: loaded.network, architecture: loaded.architecture,
       step: loaded.step ?? null, method: loaded.method ?? null,
       data: train.spec, test_data: test.spec, pooling, embedding_dim: tr.features.size(1),
       n_train: tr.features.size(0), n_test: te.features.size(0), num_classes: numClasses,
       rankme: rankMe(mon), rankme_centred: rankMe(mon, { centred: true }), normalised_std: normalisedStd(mon),
+      rankme_tokens: tokens.value, token_samples: tokens.tokens,
       verdict: collapseVerdict({ rankme_centred: rankMe(mon, { centred: true }), std: normalisedStd(mon), dim: mon.size(1) }),
       eigenspectrum: covarianceSpectrum(mon).slice(0, 64),
       monitor_samples: mon.size(0), ...(skipped.length ? { skipped: skippedList(skipped) } : {}),

@@ -15,7 +15,7 @@ import { AdamW, ijepaParamGroups, clipGradNorm_ } from './optim.js';
 import { createMethod, lossFormula, type TrainingMethod } from './training_method.js';
 import { saveCheckpoint, hasCheckpoint, resolveIntactCheckpoint, readCheckpointState, loadNet, type CheckpointState } from './checkpoint.js';
 import { acquireRunLock, LOCK_FILE, type RunLock } from './run_lock.js';
-import { collapseStats, collapseVerdict, type CollapseStats } from './monitors.js';
+import { collapseStats, collapseVerdict, TokenRankMe, type CollapseStats } from './monitors.js';
 import { writeLineChartPng } from '../util/plot.js';
 import type { ProcessGroup } from '../distributed/process_group.js';
 import { dataParallel, singleProcess, type StepSync } from '../distributed/ddp.js';
@@ -107,16 +107,21 @@ export function buildNetworks(cfg: PretrainConfig, channels: number) {
   };
 }
 
-/** Average-pooled target-encoder (or encoder) features of a few fixed images. */
-async function monitorEmbeddings(enc: VisionTransformer, loader: DataLoader, n: number): Promise<Tensor> {
+/** Average-pooled target-encoder (or encoder) features of a few fixed images; their patch tokens go to `tokens`. */
+async function monitorEmbeddings(enc: VisionTransformer, loader: DataLoader, n: number, tokens: TokenRankMe): Promise<Tensor> {
   const rows: Tensor[] = [];
   let got = 0;
   for await (const b of loader.epoch(0)) {
-    rows.push(noGrad(() => tidy(() => enc.forward(tensor(b.views[0]!, b.shape, onDefaultDevice())).mean(1))));
+    const take = Math.min(b.shape[0], n - got);
+    rows.push(noGrad(() => tidy(() => {
+      const t = enc.forward(tensor(b.views[0]!, b.shape, onDefaultDevice())).narrow(0, 0, take);
+      tokens.add(t);
+      return t.mean(1);
+    })));
     got += b.shape[0];
     if (got >= n) break;
   }
-  const all = tidy(() => cat(rows, 0).narrow(0, 0, Math.min(n, got)));
+  const all = tidy(() => cat(rows, 0));
   rows.forEach((r) => r.dispose());
   return all;
 }
@@ -276,8 +281,9 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
     if (!main) return; // the monitors run no collective: rank 0 alone
     // the evaluated encoder (EMA target for JEPA), and the online encoder when it is another network
     const stats = async (enc: VisionTransformer) => {
-      const emb = await monitorEmbeddings(enc, monitorLoader, cfg.log.monitorSamples);
-      try { return collapseStats(emb); } finally { emb.dispose(); }
+      const tokens = new TokenRankMe();
+      const emb = await monitorEmbeddings(enc, monitorLoader, cfg.log.monitorSamples, tokens);
+      try { return collapseStats(emb, tokens); } finally { emb.dispose(); tokens.dispose(); }
     };
     const ev = await stats(method.evalEncoder);
     const online = method.onlineEncoder !== method.evalEncoder ? await stats(method.onlineEncoder) : undefined;
