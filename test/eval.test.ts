@@ -20,7 +20,7 @@ import { VisionTransformer } from '../src/nn/vit.js';
 import {
   knnClassify, linearProbe, trainLinear, linearObjective, predictLinear, accuracy, poolFeatures, extractFeatures,
   loadEncoderFromCheckpoint, evaluateCheckpoint, embedDataset, finetune, rankMe, covarianceSpectrum, normalisedStd, layerScales, layerId,
-  collapseStats, collapseVerdict, healthyStd, splitSeed, TokenRankMe, tokenRankMe,
+  collapseStats, collapseVerdict, healthyStd, splitSeed, TokenRankMe,
 } from '../src/eval/index.js';
 import { runTorch, maxAbsDiff } from './util/pytorch.js';
 import { makeFolder } from './fixtures/data_fixture.js';

@@ -10,8 +10,8 @@
 //              with fewer than 4 blocks use all their blocks.
 import { Tensor, tensor, tidy, noGrad, cat, autocast } from '../tensor/index.js';
 import type { VisionTransformer } from '../nn/vit.js';
-import { DataLoader, evalTransform, SubsetDataset, type Dataset, type ViewSpec } from '../data/index.js';
-import { TokenRankMe } from '../method/monitors.js';
+import { DataLoader, evalTransform, type Dataset, type ViewSpec } from '../data/index.js';
+import type { TokenRankMe } from '../method/monitors.js';
 
 export type Pooling = 'mean' | 'last4';
 export const POOLINGS: readonly Pooling[] = ['mean', 'last4'];
@@ -21,9 +21,18 @@ export function pooledDim(encoder: VisionTransformer, pooling: Pooling): number 
   return pooling === 'mean' ? encoder.embedDim : encoder.embedDim * Math.min(4, encoder.blocks.length);
 }
 
-/** Pooled features (B, D') of a batch of images (B, C, H, W); differentiable unless run under noGrad. */
-export function poolFeatures(encoder: VisionTransformer, images: Tensor, pooling: Pooling = 'mean'): Tensor {
-  if (pooling === 'mean') return tidy(() => autocast(() => encoder.forward(images)).float().mean(1));
+/**
+ * Pooled features (B, D') of a batch of images (B, C, H, W); differentiable unless run under noGrad. `onTokens` gets
+ * the final (LayerNorm-ed) patch tokens (B, N, D) in fp32, e.g. for the per-token RankMe.
+ */
+export function poolFeatures(encoder: VisionTransformer, images: Tensor, pooling: Pooling = 'mean', onTokens?: (tokens: Tensor) => void): Tensor {
+  if (pooling === 'mean') {
+    return tidy(() => {
+      const t = autocast(() => encoder.forward(images)).float();
+      onTokens?.(t);
+      return t.mean(1);
+    });
+  }
   if (pooling !== 'last4') throw new Error(`unknown pooling '${String(pooling)}' (expected ${POOLINGS.join(' or ')})`);
   return tidy(() => autocast(() => {
     const outs = encoder.forwardLayers(images);
@@ -32,6 +41,7 @@ export function poolFeatures(encoder: VisionTransformer, images: Tensor, pooling
     for (let i = L - k; i < L; i++) {
       // forwardLayers already applied the final norm to the last output
       const normed = i === L - 1 ? outs[i]! : encoder.norm.forward(outs[i]!);
+      if (i === L - 1 && onTokens) onTokens(normed.float());
       pooled.push(normed.float().mean(1));
     }
     return cat(pooled, 1);
@@ -48,6 +58,9 @@ export interface ExtractOptions {
   /** After each batch: samples processed (kept or skipped) of the dataset's total. */
   onProgress?: (done: number, total: number) => void;
   onSkip?: (source: string, reason: string) => void;
+  /** Feeds the final patch tokens of the first rows to this accumulator, up to `tokenLimit` tokens (default 65,536). */
+  tokens?: TokenRankMe;
+  tokenLimit?: number;
 }
 
 export interface SkippedSample {
@@ -110,7 +123,11 @@ export async function extractFeatures(encoder: VisionTransformer, dataset: Datas
       if (b.shape[0] === 0) { o.onProgress?.(row + skipped.size, N); continue; }
       const feats = noGrad(() => tidy(() => {
         const images = tensor(b.views[0]!, b.shape, device === 'cpu' ? {} : { device });
-        const f = poolFeatures(encoder, images, pooling).float();
+        // the first tokenLimit tokens (whole images) go to the per-token RankMe, in the same forward
+        const toTokens = o.tokens && o.tokens.count < (o.tokenLimit ?? 65536)
+          ? (t: Tensor) => o.tokens!.add(t.narrow(0, 0, Math.max(1, Math.min(t.size(0), Math.ceil(((o.tokenLimit ?? 65536) - o.tokens!.count) / t.size(1))))))
+          : undefined;
+        const f = poolFeatures(encoder, images, pooling, toTokens).float();
         return f.device === 'cpu' ? f.contiguous() : f.to(null, 'cpu').contiguous();
       }));
       out.set(feats.data<'float32'>(), row * D);
@@ -131,28 +148,3 @@ export async function extractFeatures(encoder: VisionTransformer, dataset: Datas
   };
 }
 
-/**
- * Centred RankMe of the final (LayerNorm-ed) patch tokens of the first `images` samples of `dataset`, every token a
- * row (`TokenRankMe`): the token-level collapse monitor beside the pooled one.
- */
-export async function tokenRankMe(encoder: VisionTransformer, dataset: Dataset, o: ExtractOptions & { images?: number } = {}): Promise<{ value: number; tokens: number }> {
-  const n = Math.min(o.images ?? 1024, dataset.length);
-  const first = new SubsetDataset(dataset, Int32Array.from({ length: n }, (_, i) => i), `${dataset.spec}[first ${n}]`);
-  const loader = evalLoader(encoder, first, { ...o, corrupt: 'drop' });
-  const device = encoder.posEmbed.device;
-  const acc = new TokenRankMe();
-  try {
-    for await (const b of loader.epoch(0)) {
-      if (b.shape[0] === 0) continue;
-      noGrad(() => tidy(() => {
-        const images = tensor(b.views[0]!, b.shape, device === 'cpu' ? {} : { device });
-        acc.add(autocast(() => encoder.forward(images)).float());
-      }));
-    }
-    if (acc.count < 2) throw new Error(`${dataset.spec}: fewer than two tokens to measure`);
-    return { value: acc.value(), tokens: acc.count };
-  } finally {
-    acc.dispose();
-    await loader.close();
-  }
-}

@@ -6,15 +6,15 @@ import { Tensor, tensor, tidy } from '../tensor/index.js';
 import { saveTensors } from '../io/tensors.js';
 import { openDataset, openDatasets, permutation, SubsetDataset, FolderDataset, evalTransform, resolveNorm, type Dataset, type NormName, type NormStats, type ViewSpec } from '../data/index.js';
 import { loadEncoderFromCheckpoint, type EncoderChoice, type LoadedEncoder } from './load_encoder.js';
-import { extractFeatures, tokenRankMe, pooledDim, type Pooling, type SkippedSample, type Features } from './features.js';
+import { extractFeatures, pooledDim, type Pooling, type SkippedSample, type Features } from './features.js';
 import { knnClassify, type KnnOptions } from './knn.js';
 import { linearProbe, type LinearProbeOptions } from './linear_probe.js';
 import { finetune, type FinetuneOptions } from './finetune.js';
-import { rankMe, normalisedStd, covarianceSpectrum, collapseVerdict } from '../method/monitors.js';
+import { rankMe, normalisedStd, covarianceSpectrum, collapseVerdict, TokenRankMe } from '../method/monitors.js';
 import type { PretrainConfig } from '../config.js';
 
 export * from '../method/monitors.js';
-export { extractFeatures, tokenRankMe, poolFeatures, pooledDim, evalLoader, POOLINGS, type Pooling, type Features, type ExtractOptions, type SkippedSample } from './features.js';
+export { extractFeatures, poolFeatures, pooledDim, evalLoader, POOLINGS, type Pooling, type Features, type ExtractOptions, type SkippedSample } from './features.js';
 export { knnClassify, type KnnOptions, type KnnResult } from './knn.js';
 export {
   linearProbe, trainLinear, predictLinear, linearObjective, fitStandardizer, standardize, accuracy, DEFAULT_L2_GRID,
@@ -64,8 +64,8 @@ export interface EvaluateOptions extends EncoderSource {
   finetune?: FinetuneOptions;
   /** Rows of train features used for the monitors (seeded subset; default 16384). */
   monitorSamples?: number;
-  /** Train images (the first ones) whose patch tokens give `rankme_tokens` (default 1024). */
-  tokenImages?: number;
+  /** Patch tokens (of the first train images, whole images) that give `rankme_tokens` (default 65,536: 1,024 images of an 8 x 8 grid). */
+  tokenSamples?: number;
   onMessage?: (msg: string) => void;
   /** Progress of the long stages (feature extraction, probe fits, fine-tuning), for a progress bar. */
   onProgress?: (p: Progress) => void;
@@ -190,6 +190,7 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
   const seed = splitSeed(o.seed, valSplit, o.data, loaded.config, say);
   const enc = loaded.encoder;
   const feats: Tensor[] = [];
+  const tokens = new TokenRankMe();
   try {
     const { train: fullTrain, val } = await openDatasets(o.data, { valData: o.valData, valSplit, seed });
     const test = val!;
@@ -212,7 +213,7 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
     say(`train: ${train.spec} (${train.length}); test: ${test.spec} (${test.length})`);
     const xo = { batchSize: o.batchSize ?? 128, pooling, workers: o.workers ?? 0, onSkip: (s: string, r: string) => say(`[data] skipping ${s}: ${r} (left out)`) };
     const progress = (stage: string) => (done: number, total: number) => o.onProgress?.({ stage, done, total, unit: 'img' });
-    const tr = await extractFeatures(enc, train, { ...xo, onProgress: progress('train features') });
+    const tr = await extractFeatures(enc, train, { ...xo, onProgress: progress('train features'), tokens, tokenLimit: o.tokenSamples ?? 65536 });
     feats.push(tr.features);
     const te = await extractFeatures(enc, test, { ...xo, onProgress: progress('test features') });
     feats.push(te.features);
@@ -222,14 +223,13 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
 
     const mon = sampleRows(tr.features, o.monitorSamples ?? 16384, seed);
     feats.push(mon);
-    const tokens = await tokenRankMe(enc, train, { ...xo, images: o.tokenImages ?? 1024 });
     const report: EvalReport = {
       checkpoint: loaded.file, network: loaded.network, architecture: loaded.architecture,
       step: loaded.step ?? null, method: loaded.method ?? null,
       data: train.spec, test_data: test.spec, pooling, embedding_dim: tr.features.size(1),
       n_train: tr.features.size(0), n_test: te.features.size(0), num_classes: numClasses,
       rankme: rankMe(mon), rankme_centred: rankMe(mon, { centred: true }), normalised_std: normalisedStd(mon),
-      rankme_tokens: tokens.value, token_samples: tokens.tokens,
+      rankme_tokens: tokens.count >= 2 ? tokens.value() : NaN, token_samples: tokens.count,
       verdict: collapseVerdict({ rankme_centred: rankMe(mon, { centred: true }), std: normalisedStd(mon), dim: mon.size(1) }),
       eigenspectrum: covarianceSpectrum(mon).slice(0, 64),
       monitor_samples: mon.size(0), ...(skipped.length ? { skipped: skippedList(skipped) } : {}),
@@ -284,6 +284,7 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
     return report;
   } finally {
     feats.forEach((t) => t.dispose());
+    tokens.dispose();
     enc.dispose();
   }
 }
