@@ -124,8 +124,9 @@ export async function extractFeatures(encoder: VisionTransformer, dataset: Datas
       const feats = noGrad(() => tidy(() => {
         const images = tensor(b.views[0]!, b.shape, device === 'cpu' ? {} : { device });
         // the first tokenLimit tokens (whole images) go to the per-token RankMe, in the same forward
-        const toTokens = o.tokens && o.tokens.count < (o.tokenLimit ?? 65536)
-          ? (t: Tensor) => o.tokens!.add(t.narrow(0, 0, Math.max(1, Math.min(t.size(0), Math.ceil(((o.tokenLimit ?? 65536) - o.tokens!.count) / t.size(1))))))
+        const acc = o.tokens, limit = o.tokenLimit ?? 65536;
+        const toTokens = acc && acc.count < limit
+          ? (t: Tensor) => acc.add(t.narrow(0, 0, Math.min(t.size(0), Math.ceil((limit - acc.count) / t.size(1)))))
           : undefined;
         const f = poolFeatures(encoder, images, pooling, toTokens).float();
         return f.device === 'cpu' ? f.contiguous() : f.to(null, 'cpu').contiguous();
@@ -147,4 +148,3 @@ export async function extractFeatures(encoder: VisionTransformer, dataset: Datas
     skipped: [...skipped.values()].sort((a, b) => a.index - b.index), norm: { mean: [...loader.mean], std: [...loader.std] },
   };
 }
-

@@ -282,8 +282,12 @@ async function pretrainLocked(config: PretrainConfig, o: PretrainOptions, held: 
     // the evaluated encoder (EMA target for JEPA), and the online encoder when it is another network
     const stats = async (enc: VisionTransformer) => {
       const tokens = new TokenRankMe();
-      const emb = await monitorEmbeddings(enc, monitorLoader, cfg.log.monitorSamples, tokens);
-      try { return collapseStats(emb, tokens); } finally { emb.dispose(); tokens.dispose(); }
+      try {
+        const emb = await monitorEmbeddings(enc, monitorLoader, cfg.log.monitorSamples, tokens);
+        try { return collapseStats(emb, tokens); } finally { emb.dispose(); }
+      } finally {
+        tokens.dispose();
+      }
     };
     const ev = await stats(method.evalEncoder);
     const online = method.onlineEncoder !== method.evalEncoder ? await stats(method.onlineEncoder) : undefined;
