@@ -291,8 +291,7 @@ test('per-token RankMe: batches accumulated through the Gram matrix match PyTorc
   const B = 7, T = 9, D = 12, k = 5;
   const tok = tidy(() => randn([B * T, k], { generator: gen }).mm(randn([k, D], { generator: gen })).add(randn([1, D], { generator: gen }).mul(50)).reshape([B, T, D]));
   const acc = new TokenRankMe();
-  acc.add(tok.narrow(0, 0, 3));
-  acc.add(tok.narrow(0, 3, B - 3));
+  tidy(() => { acc.add(tok.narrow(0, 0, 3)); acc.add(tok.narrow(0, 3, B - 3)); });
   assert.equal(acc.count, B * T);
   const ref = runTorch(`
 x = inp['tok'].double().reshape(-1, inp['tok'].shape[-1])
@@ -305,7 +304,7 @@ out['rankme'] = torch.exp(-(p * p.log()).sum()).reshape(1)
   assert.ok(Math.abs(got - want) < 1e-5, `per-token RankMe ${got} vs PyTorch ${want}`);
   assert.ok(got > 0.7 * k && got <= k + 1e-3, `rank-${k} tokens: ${got}`);
   // the same as the pooled RankMe of the flattened tokens (centred)
-  assert.ok(Math.abs(got - rankMe(tok.reshape([B * T, D]), { centred: true })) < 1e-5);
+  assert.ok(Math.abs(got - tidy(() => rankMe(tok.reshape([B * T, D]), { centred: true }))) < 1e-5);
   // exact: one-hot tokens of k categories -> k - 1 equal directions once centred
   const one = new TokenRankMe();
   const onehot = tidy(() => eye(D).narrow(0, 0, k).repeat([4 * k, 1]).add(3).reshape([4, k * k, D]));

@@ -10,7 +10,7 @@ import { extractFeatures, pooledDim, type Pooling, type SkippedSample, type Feat
 import { knnClassify, type KnnOptions } from './knn.js';
 import { linearProbe, type LinearProbeOptions } from './linear_probe.js';
 import { finetune, type FinetuneOptions } from './finetune.js';
-import { rankMe, normalisedStd, covarianceSpectrum, collapseVerdict, TokenRankMe } from '../method/monitors.js';
+import { collapseStats, covarianceSpectrum, collapseVerdict, TokenRankMe } from '../method/monitors.js';
 import type { PretrainConfig } from '../config.js';
 
 export * from '../method/monitors.js';
@@ -223,14 +223,14 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvalReport
 
     const mon = sampleRows(tr.features, o.monitorSamples ?? 16384, seed);
     feats.push(mon);
+    const stats = collapseStats(mon, tokens);
     const report: EvalReport = {
       checkpoint: loaded.file, network: loaded.network, architecture: loaded.architecture,
       step: loaded.step ?? null, method: loaded.method ?? null,
       data: train.spec, test_data: test.spec, pooling, embedding_dim: tr.features.size(1),
       n_train: tr.features.size(0), n_test: te.features.size(0), num_classes: numClasses,
-      rankme: rankMe(mon), rankme_centred: rankMe(mon, { centred: true }), normalised_std: normalisedStd(mon),
-      rankme_tokens: tokens.count >= 2 ? tokens.value() : NaN, token_samples: tokens.count,
-      verdict: collapseVerdict({ rankme_centred: rankMe(mon, { centred: true }), std: normalisedStd(mon), dim: mon.size(1) }),
+      rankme: stats.rankme, rankme_centred: stats.rankme_centred, normalised_std: stats.std,
+      rankme_tokens: stats.rankme_tokens ?? NaN, token_samples: tokens.count, verdict: collapseVerdict(stats),
       eigenspectrum: covarianceSpectrum(mon).slice(0, 64),
       monitor_samples: mon.size(0), ...(skipped.length ? { skipped: skippedList(skipped) } : {}),
       ...(train.classNames?.length ? { class_names: [...train.classNames] } : {}), normalisation: tr.norm, time_s: 0,
