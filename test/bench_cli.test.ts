@@ -9,6 +9,8 @@ import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { opSelfTimes } from '../src/bench/profile.js';
 import { parseGemmLog, type GemmShape } from '../src/bench/gemm_log.js';
+import { BENCH_ROWS, rowFlops } from '../src/bench/rows.js';
+import { resolveConfig } from '../src/config.js';
 import { native } from '../src/tensor/native.js';
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
@@ -30,6 +32,16 @@ test('cjepa bench refuses an unknown row, naming the known ones', () => {
   const r = spawnSync(process.execPath, [MAIN, 'bench', '--rows', 'nope', '--no-pytorch'], { encoding: 'utf8' });
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /unknown bench row 'nope' \(known: preset/);
+});
+
+test('bench row preset32: the shipped preset at its own training batch; a quarter of the preset row\'s GEMM FLOPs', () => {
+  const { preset, preset32 } = BENCH_ROWS as Record<string, NonNullable<(typeof BENCH_ROWS)[string]>>;
+  // the shipped config's batch, read without the row's override: a change of the preset's batch fails here
+  const shipped = resolveConfig(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'configs', 'cifar10-cpu.yaml'), {});
+  assert.equal(preset32!.batch, shipped.optim.batch);
+  assert.deepEqual({ ...preset32, id: '', title: '', batch: 0 }, { ...preset, id: '', title: '', batch: 0 });
+  const m = { contextLen: 24, targetLen: 10, nTargets: 4 };
+  assert.equal(rowFlops(preset32!, m) * 4, rowFlops(preset!, m));
 });
 
 test('opSelfTimes: self time = duration minus nested ops on the same thread, per step, largest first', () => {
