@@ -35,13 +35,13 @@ test('cjepa bench refuses an unknown row, naming the known ones', () => {
 });
 
 test('bench row preset32: the shipped preset at its own training batch; a quarter of the preset row\'s GEMM FLOPs', () => {
-  const { preset, preset32 } = BENCH_ROWS as Record<string, NonNullable<(typeof BENCH_ROWS)[string]>>;
+  const preset = BENCH_ROWS['preset']!, preset32 = BENCH_ROWS['preset32']!;
   // the shipped config's batch, read without the row's override: a change of the preset's batch fails here
   const shipped = resolveConfig(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'configs', 'cifar10-cpu.yaml'), {});
-  assert.equal(preset32!.batch, shipped.optim.batch);
+  assert.equal(preset32.batch, shipped.optim.batch);
   assert.deepEqual({ ...preset32, id: '', title: '', batch: 0 }, { ...preset, id: '', title: '', batch: 0 });
   const m = { contextLen: 24, targetLen: 10, nTargets: 4 };
-  assert.equal(rowFlops(preset32!, m) * 4, rowFlops(preset!, m));
+  assert.equal(rowFlops(preset32, m) * 4, rowFlops(preset, m));
 });
 
 test('opSelfTimes: self time = duration minus nested ops on the same thread, per step, largest first', () => {

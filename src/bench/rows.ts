@@ -23,7 +23,7 @@ const PRESET_PRED = { embedDim: 96, depth: 2, numHeads: 3 };
 
 export const BENCH_ROWS: Record<string, BenchRow> = {
   preset: { id: 'preset', title: 'CIFAR-10 preset step (ViT 192/6, patch 4, 32 px, predictor 96/2), batch 128', kind: 'step', model: 'vit_tiny', depth: 6, imgSize: 32, patch: 4, predictor: PRESET_PRED, batch: 128 },
-  // the preset's own batch since session 24 (docs/results/cifar10-fp32-b32/): small GEMMs, more per-op overhead
+  // the preset's own training batch since session 24 (docs/results/cifar10-fp32-b32/)
   preset32: { id: 'preset32', title: 'CIFAR-10 preset step at its training batch, 32', kind: 'step', model: 'vit_tiny', depth: 6, imgSize: 32, patch: 4, predictor: PRESET_PRED, batch: 32 },
   tiny12: { id: 'tiny12', title: 'ViT-tiny 12 blocks step (patch 4, 32 px, predictor 96/2), batch 64', kind: 'step', model: 'vit_tiny', depth: 12, imgSize: 32, patch: 4, predictor: PRESET_PRED, batch: 64 },
   small8: { id: 'small8', title: 'ViT-small/8 step (384/12, 64 px, predictor 192/2), batch 16', kind: 'step', model: 'vit_small', depth: 12, imgSize: 64, patch: 8, predictor: { embedDim: 192, depth: 2, numHeads: 6 }, batch: 16 },

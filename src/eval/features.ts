@@ -41,8 +41,9 @@ export function poolFeatures(encoder: VisionTransformer, images: Tensor, pooling
     for (let i = L - k; i < L; i++) {
       // forwardLayers already applied the final norm to the last output
       const normed = i === L - 1 ? outs[i]! : encoder.norm.forward(outs[i]!);
-      if (i === L - 1 && onTokens) onTokens(normed.float());
-      pooled.push(normed.float().mean(1));
+      const f = normed.float();
+      if (i === L - 1) onTokens?.(f);
+      pooled.push(f.mean(1));
     }
     return cat(pooled, 1);
   }));
