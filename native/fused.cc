@@ -775,7 +775,7 @@ struct OneBlasThread {
 // up at run time); a product too small to split stays at::linear's OpenBLAS call. On an Intel AVX-512 CPU
 // (Emerald Rapids) oneDNN's JIT kernels took 14-16 % less time than OpenBLAS's SkylakeX ones on the step's shapes,
 // forward and both backward layouts (scripts/microbench/fp32_gemm_blocks.cc), with bit-identical sums for K <= 768
-// (the weight gradients' long sums differ by rounding). CJEPA_FP32_GEMM (dnnl | openblas), set by
+// (the weight gradients' long sums differ by rounding); on AMD Zen 4 15 % less (session 26). CJEPA_FP32_GEMM (dnnl | openblas), set by
 // src/tensor/native.ts from the CPU before this loads, chooses; unset or without libdnnl: OpenBLAS.
 using DnnlSgemmFn = int (*)(char, char, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float, float*, int64_t);
 static DnnlSgemmFn DnnlSgemmSymbol() {

@@ -1,7 +1,7 @@
 // The fp32 GEMM libraries (src/tensor/native.ts). OpenBLAS's kernel family is chosen from the CPU's flags
 // before libtorch loads, so a CPU newer than Debian's OpenBLAS knows does not get its generic SSE3 kernels; a
 // user's own OPENBLAS_CORETYPE wins; what OpenBLAS reports running is what was chosen. The fp32 Linear's
-// blocks run on oneDNN's sgemm on Intel AVX-512 CPUs, with the same forward values and gradients within
+// blocks run on oneDNN's sgemm on Intel AVX-512 CPUs and AMD Zen 4, with the same forward values and gradients within
 // rounding of OpenBLAS's.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -53,10 +53,13 @@ test('a fresh process runs the chosen family; a user OPENBLAS_CORETYPE wins', ()
   assert.deepEqual(user, { core: 'Prescott', by: 'user' });
 });
 
-test('the fp32 Linear runs oneDNN on Intel AVX-512 CPUs only; an unknown CJEPA_FP32_GEMM is an Error', () => {
+test('the fp32 Linear runs oneDNN on Intel AVX-512 CPUs and AMD Zen 4 only; an unknown CJEPA_FP32_GEMM is an Error', () => {
   const avx512 = new Set(['avx2', 'fma', 'avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd']);
   assert.equal(fp32GemmFor({ vendor: 'GenuineIntel', flags: avx512 }), 'dnnl');
-  assert.equal(fp32GemmFor({ vendor: 'AuthenticAMD', flags: avx512 }), 'openblas', 'not measured faster on AMD');
+  assert.equal(fp32GemmFor({ vendor: 'AuthenticAMD', family: 25, flags: avx512 }), 'dnnl', 'Zen 4: measured faster (session 26)');
+  assert.equal(fp32GemmFor({ vendor: 'AuthenticAMD', family: 26, flags: avx512 }), 'openblas', 'Zen 5: not measured faster');
+  assert.equal(fp32GemmFor({ vendor: 'AuthenticAMD', flags: avx512 }), 'openblas', 'no family read: not a CPU we measured');
+  assert.equal(fp32GemmFor({ vendor: 'AuthenticAMD', family: 25, flags: new Set(['avx2', 'fma']) }), 'openblas', 'Zen 3: no AVX-512');
   assert.equal(fp32GemmFor({ vendor: 'GenuineIntel', flags: new Set(['avx2', 'fma']) }), 'openblas');
   assert.equal(fp32GemmFor({ vendor: '', flags: new Set() }), 'openblas');
   const auto = childJson({ CJEPA_FP32_GEMM: undefined }, 'console.log(JSON.stringify({ env: process.env.CJEPA_FP32_GEMM, gemm: m.native.linearGemm }));');

@@ -3,7 +3,8 @@
 // (NT), dx (NN) and dW (TN), each split over two OpenMP threads in 16-row blocks with the BLAS single-threaded per
 // call, as Gemm32 runs them. The two libraries alternate shape by shape and round by round, so slow drifts of a
 // shared machine hit both. Session 21 (Intel Emerald Rapids VM, AVX-512, OpenBLAS's SkylakeX kernels): oneDNN took
-// 0.84-0.89x OpenBLAS's time on every layout, which is why Gemm32 runs oneDNN on Intel AVX-512 CPUs.
+// 0.84-0.89x OpenBLAS's time on every layout, which is why Gemm32 runs oneDNN on Intel AVX-512 CPUs. Session 26 (AMD
+// EPYC Zen 4 VM, OpenBLAS's Cooperlake kernels): 0.81-0.88 by layout, 0.85 overall, so Zen 4 runs oneDNN too.
 //
 //   g++ -O2 -fopenmp -o /tmp/gemm_ab scripts/microbench/fp32_gemm_blocks.cc -ldnnl /usr/lib/x86_64-linux-gnu/libopenblas.so.0
 //   GOMP_SPINCOUNT=20000 OPENBLAS_CORETYPE=SkylakeX /tmp/gemm_ab      # the family cjepa picks for an AVX-512 CPU

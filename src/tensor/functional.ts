@@ -9,7 +9,7 @@ import { Tensor, type Reduction, handleOf, handles, optHandle as opt } from './t
  * OpenBLAS (Debian's): the forward and both backward GEMMs are addmm's own `sgemm_` calls over blocks of rows, one
  * block per libtorch thread, OpenBLAS single-threaded for the call (no second thread pool spinning against
  * libtorch's; ~10-15 % off the fp32 preset step; sums within float rounding of libtorch's, `CJEPA_SPLIT_GEMM=0`
- * turns it off); on Intel AVX-512 CPUs each block runs on oneDNN's sgemm instead (`CJEPA_FP32_GEMM`, native.ts).
+ * turns it off); on Intel AVX-512 CPUs and AMD Zen 4 each block runs on oneDNN's sgemm instead (`CJEPA_FP32_GEMM`, native.ts).
  * Otherwise libtorch's linear. `CJEPA_UNFUSED=linear` runs libtorch's linear always.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {

@@ -30,24 +30,27 @@ function hasAvx512Core(flags: ReadonlySet<string>): boolean {
 }
 
 /**
- * The library for the fp32 Linear's GEMMs (native/fused.cc Gemm32): oneDNN's sgemm on Intel AVX-512 CPUs, where
- * its kernels took 14-16 % less time than OpenBLAS's on the step's shapes (Emerald Rapids, session 21), OpenBLAS
- * elsewhere (not measured faster there). Chosen from the CPU alone, never by timing, so a resumed run computes
- * exactly what the uninterrupted one did.
+ * The library for the fp32 Linear's GEMMs (native/fused.cc Gemm32): oneDNN's sgemm where it measured faster than
+ * OpenBLAS's AVX-512 kernels on the step's shapes, OpenBLAS elsewhere (not measured faster there). Intel AVX-512
+ * (Emerald Rapids, session 21): 14-16 % less GEMM time, step 0.89-0.93x. AMD Zen 4 (family 25 with AVX-512,
+ * session 26): 15 % less GEMM time, step 0.94x. Zen 5 (family 26) and AVX2-only CPUs keep OpenBLAS. Chosen from
+ * the CPU alone, never by timing, so a resumed run computes exactly what the uninterrupted one did.
  */
-export function fp32GemmFor(cpu: { vendor: string; flags: ReadonlySet<string> }): 'dnnl' | 'openblas' {
-  return cpu.vendor === 'GenuineIntel' && hasAvx512Core(cpu.flags) ? 'dnnl' : 'openblas';
+export function fp32GemmFor(cpu: { vendor: string; family?: number; flags: ReadonlySet<string> }): 'dnnl' | 'openblas' {
+  if (!hasAvx512Core(cpu.flags)) return 'openblas';
+  return cpu.vendor === 'GenuineIntel' || (cpu.vendor === 'AuthenticAMD' && cpu.family === 25) ? 'dnnl' : 'openblas';
 }
 
-/** This CPU's vendor and flags from /proc/cpuinfo (empty where there is none: not Linux, or not x86). */
-export function cpuInfo(): { vendor: string; flags: Set<string> } {
+/** This CPU's vendor, family and flags from /proc/cpuinfo (empty where there is none: not Linux, or not x86). */
+export function cpuInfo(): { vendor: string; family?: number; flags: Set<string> } {
   let text = '';
   try { text = readFileSync('/proc/cpuinfo', 'utf8'); } catch { /* not Linux */ }
   const field = (name: string) => {
     const line = text.split('\n').find((l) => l.split(':')[0]!.trim() === name);
     return line ? line.slice(line.indexOf(':') + 1).trim() : '';
   };
-  return { vendor: field('vendor_id'), flags: new Set(field('flags').split(/\s+/).filter(Boolean)) };
+  const family = Number.parseInt(field('cpu family'), 10);
+  return { vendor: field('vendor_id'), ...(Number.isFinite(family) ? { family } : {}), flags: new Set(field('flags').split(/\s+/).filter(Boolean)) };
 }
 /** This CPU's flags from /proc/cpuinfo. */
 export function cpuFlags(): Set<string> {
