@@ -164,6 +164,10 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   Def(env, exports, "bmm", FN { R(at::bmm(T(info, 0), T(info, 1))); });
   Def(env, exports, "svdvals", FN { R(at::linalg_svdvals(T(info, 0))); });
   Def(env, exports, "eigvalsh", FN { R(at::linalg_eigvalsh(T(info, 0))); });
+  Def(env, exports, "eigh", FN {
+    auto r = at::linalg_eigh(T(info, 0));
+    return WrapList(info.Env(), {std::get<0>(r), std::get<1>(r)});
+  });
   Def(env, exports, "diag", FN { R(at::diag(T(info, 0), I(info, 1))); });
   Def(env, exports, "diagonal", FN { R(at::diagonal(T(info, 0), I(info, 1), I(info, 2), I(info, 3))); });
   Def(env, exports, "triu", FN { R(at::triu(T(info, 0), I(info, 1))); });

@@ -214,6 +214,7 @@ const cases = [
   ['svdvals', 'Inf matrix', () => svdvals(inf([3, 3])), 'any'],
   ['svdvals', 'empty matrix', () => svdvals(f([0, 3])), 'tensor'],
   ['eigvalsh', 'non-square', () => f([2, 3]).eigvalsh(), 'throw'],
+  ['eigh', 'non-square', () => f([2, 3]).eigh().values, 'throw'],
   // ---- elementwise with bad dtypes / values
   ['add', 'shapes not broadcastable', () => f([2, 3]).add(f([4])), 'throw'],
   ['add', 'bool + bool, fractional alpha', () => bool([1]).add(bool([1]), 0.5), 'throw', ['addScaled']],

@@ -267,6 +267,11 @@ export class Tensor implements Disposable {
   svdvals(): Tensor { return new Tensor(native.svdvals(this.h)); }
   /** Eigenvalues of a symmetric matrix, ascending (torch.linalg.eigvalsh). */
   eigvalsh(): Tensor { return new Tensor(native.eigvalsh(this.h)); }
+  /** Eigenvalues (ascending) and eigenvectors (columns) of a symmetric matrix (torch.linalg.eigh). */
+  eigh(): { values: Tensor; vectors: Tensor } {
+    const [v, q] = native.eigh(this.h);
+    return { values: new Tensor(v), vectors: new Tensor(q) };
+  }
   diag(offset = 0): Tensor { return new Tensor(native.diag(this.h, offset)); }
   diagonal(offset = 0, dim1 = 0, dim2 = 1): Tensor { return new Tensor(native.diagonal(this.h, offset, dim1, dim2)); }
   triu(k = 0): Tensor { return new Tensor(native.triu(this.h, k)); }
